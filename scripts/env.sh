@@ -27,19 +27,16 @@ PY
 key="$(printf '%s' "$spec" | sha256sum | cut -c1-16)"
 env_dir="${FLOWFF_ENV_DIR:-${FLOWFF_ENV_ROOT:-$HOME/.cache/flowff/envs}/$key}"
 
+mkdir -p "$(dirname "$env_dir")"
+exec 9>"$env_dir.lock"
+flock 9  # one builder at a time; others wait, then reuse
 if [ ! -f "$env_dir/.flowff-complete" ]; then
   echo "flowff: building environment in $env_dir (once; ~5 GB, several minutes)" >&2
-  rm -rf "$env_dir.partial"
-  mkdir -p "$(dirname "$env_dir")"
-  "$py" -m venv "$env_dir.partial"
-  # shellcheck disable=SC2046
-  "$env_dir.partial/bin/python" -m pip install --quiet --upgrade "pip>=24" "setuptools>=68" wheel >&2
-  printf '%s\n' "$spec" | tail -n +2 > "$env_dir.partial/requirements.txt"
-  "$env_dir.partial/bin/python" -m pip install --quiet -r "$env_dir.partial/requirements.txt" >&2
   rm -rf "$env_dir"
-  mv "$env_dir.partial" "$env_dir"
-  # venv scripts hard-code their path: rewrite the shebangs and activate scripts after the move.
-  grep -rlI --null "$env_dir.partial" "$env_dir/bin" | xargs -0 -r sed -i "s#$env_dir.partial#$env_dir#g"
+  "$py" -m venv "$env_dir"
+  "$env_dir/bin/python" -m pip install --quiet --upgrade "pip>=24" "setuptools>=68" wheel >&2
+  printf '%s\n' "$spec" | tail -n +2 > "$env_dir/requirements.txt"
+  "$env_dir/bin/python" -m pip install --quiet -r "$env_dir/requirements.txt" >&2
   touch "$env_dir/.flowff-complete"
 fi
 
@@ -48,4 +45,5 @@ installed="$("$env_dir/bin/python" -c 'import flowff, os; print(os.path.dirname(
 if [ "$installed" != "$repo" ]; then
   "$env_dir/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e "$repo" >&2
 fi
+flock -u 9
 echo "$env_dir"
