@@ -1,0 +1,78 @@
+"""FlowEnergy: positions (nm) -> potential energy u(x) = -kT log p_f(x) in kJ/mol.
+
+    h, log_det_ic = ic(x)            internal coordinates in [0,1] (torsions circular)
+    z, log_det_flow = flow(h)        analytic (density) direction of the flow
+    u(x) = kT * ( confinement(z) - log_det_flow - log_det_ic )
+
+with the uniform base density on [0,1]^d (log p0 = 0 inside) continued by a smooth wall outside
+(:mod:`flowff.energy.confinement`). Forces are -du/dx by autograd (OpenMM's TorchForce does this).
+The module accepts positions of R replicas of the molecule at once, shape (R * n_atoms, 3), and
+returns the summed energy, so each replica receives its own independent forces.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from flowff.energy.confinement import WALL_STRENGTH_KT, WALL_WIDTH, SmoothBoxConfinement
+
+#: Molar gas constant in kJ/(mol K).
+MOLAR_GAS_CONSTANT_KJ_PER_MOL_K: float = 8.314462618e-3
+
+
+def kT_kJ_per_mol(temperature_K: float) -> float:
+    """Thermal energy kT in kJ/mol at ``temperature_K``."""
+    return MOLAR_GAS_CONSTANT_KJ_PER_MOL_K * float(temperature_K)
+
+
+class FlowEnergy(torch.nn.Module):
+    """Flow potential energy of one molecule (or R replicas of it), in kJ/mol.
+
+    ``ic``: module x (batch, n_atoms, 3) nm -> (h (batch, d), log_det (batch,)), with a
+    ``circular_mask`` (d,) attribute; ``flow``: module h -> (z, log|dz/dh|) (batch,).
+    ``forward(positions (R * n_atoms, 3) nm, any float dtype) -> scalar energy (kJ/mol)`` summed
+    over replicas, computed in ``dtype`` (float64 by default; positions are cast inside).
+    """
+
+    def __init__(
+        self,
+        ic: torch.nn.Module,
+        flow: torch.nn.Module,
+        n_atoms: int,
+        temperature_K: float,
+        wall_strength_kT: float = WALL_STRENGTH_KT,
+        wall_width: float = WALL_WIDTH,
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
+        super().__init__()
+        if temperature_K <= 0:
+            raise ValueError(f"temperature must be positive kelvin, got {temperature_K}")
+        self.ic = ic
+        self.flow = flow
+        self.n_atoms = int(n_atoms)
+        self.temperature_K = float(temperature_K)
+        self.kT = kT_kJ_per_mol(temperature_K)
+        circular = torch.as_tensor(ic.circular_mask, dtype=torch.bool)
+        self.confinement = SmoothBoxConfinement(~circular, wall_strength_kT, wall_width)
+        self.dtype = dtype
+        self.to(dtype)
+
+    def reduced_energy(self, x: Tensor) -> Tensor:
+        """Energy in kT per configuration: x (batch, n_atoms, 3) nm -> (batch,)."""
+        h, log_det_ic = self.ic(x)
+        z, log_det_flow = self.flow(h)
+        return self.confinement(z) - log_det_flow - log_det_ic
+
+    def forward(self, positions: Tensor) -> Tensor:
+        if positions.dim() != 2 or positions.size(1) != 3:
+            raise ValueError(
+                f"positions must have shape (R * {self.n_atoms}, 3), got {list(positions.shape)}"
+            )
+        if positions.size(0) % self.n_atoms != 0:
+            raise ValueError(
+                f"wrong atom count: {positions.size(0)} positions is not a multiple of the "
+                f"model's {self.n_atoms} atoms"
+            )
+        x = positions.to(self.dtype).reshape(-1, self.n_atoms, 3)
+        return self.kT * self.reduced_energy(x).sum()
