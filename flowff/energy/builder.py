@@ -1,0 +1,157 @@
+"""Build a flow energy from a config, save it as a model file, and load it back (eager or not).
+
+The default architecture is the Smooth Flows paper's for alanine dipeptide (sampling direction):
+torsions coupled in two halves (T1|T2, T2|T1, twice), then angles | torsions, then
+bonds | angles, torsions; 8 mixture components; conditioners 64-64 SiLU; bonds on
+[0.05, 0.3] nm, angles on [0.15, 1.0] x pi. Layers are stored in the density direction
+(data h -> base z), i.e. in the reverse order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import openmm.app as app
+import torch
+
+from flowff.energy.flow_energy import FlowEnergy
+from flowff.energy.model_file import load_eager_state, load_scripted, read_metadata, save_model
+from flowff.energy.signature import topology_signature
+from flowff.flows.coupling import CouplingLayer
+from flowff.flows.flow import Flow
+from flowff.flows.priors import UniformPrior
+from flowff.ic.layer import InternalCoordinates
+from flowff.ic.zmatrix import ZMatrix
+from flowff.transforms import make_transform
+
+TRANSFORM_KINDS = ("smooth", "spline")
+
+
+@dataclass
+class FlowModelConfig:
+    """Architecture of a flow energy (units: nm, rad, K)."""
+
+    transform: str = "smooth"
+    num_components: int = 8
+    hidden: tuple[int, ...] = (64, 64)
+    torsion_coupling_pairs: int = 2
+    bond_bounds_nm: tuple[float, float] = (0.05, 0.3)
+    angle_bounds_rad: tuple[float, float] = (0.15 * math.pi, math.pi)
+    temperature_K: float = 300.0
+    zmatrix: dict[str, Any] | None = None
+    transform_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.transform not in TRANSFORM_KINDS:
+            raise ValueError(f"transform must be one of {TRANSFORM_KINDS}, got {self.transform!r}")
+        self.hidden = tuple(int(h) for h in self.hidden)
+        self.bond_bounds_nm = tuple(self.bond_bounds_nm)
+        self.angle_bounds_rad = tuple(self.angle_bounds_rad)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FlowModelConfig:
+        """Config from a dict; unknown keys are an error naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        return cls(**data)
+
+
+def _transforms(cfg: FlowModelConfig) -> tuple[torch.nn.Module, torch.nn.Module]:
+    size_key = "num_components" if cfg.transform == "smooth" else "num_bins"
+    opts = {size_key: cfg.num_components, **cfg.transform_options}
+    return (make_transform(cfg.transform, circular=False, **opts),
+            make_transform(cfg.transform, circular=True, **opts))
+
+
+def coupling_schedule(ic: InternalCoordinates, torsion_coupling_pairs: int
+                      ) -> list[tuple[list[int], list[int]]]:
+    """(transformed, conditioning) column lists in the density direction (h -> z)."""
+    bonds = list(range(ic.n_bonds))
+    angles = list(range(ic.n_bonds, ic.n_bonds + ic.n_angles))
+    torsions = list(range(ic.n_bonds + ic.n_angles, ic.dim))
+    t1, t2 = torsions[0::2], torsions[1::2]
+    sampling: list[tuple[list[int], list[int]]] = []
+    for _ in range(torsion_coupling_pairs):
+        sampling += [(t1, t2), (t2, t1)]
+    sampling += [(angles, torsions), (bonds, angles + torsions)]
+    return [step for step in reversed(sampling) if step[0]]
+
+
+def build_flow(cfg: FlowModelConfig, ic: InternalCoordinates) -> Flow:
+    """The coupling flow on the IC space of ``ic``."""
+    interval, circular = _transforms(cfg)
+    mask = ic.circular_mask
+    layers = [
+        CouplingLayer(mask, transformed, conditioning, interval, circular, hidden=cfg.hidden)
+        for transformed, conditioning in coupling_schedule(ic, cfg.torsion_coupling_pairs)
+    ]
+    return Flow(layers, UniformPrior(ic.dim), circular_mask=mask)
+
+
+def build_energy(cfg: FlowModelConfig, topology_pdb: str | os.PathLike[str] | None = None
+                 ) -> FlowEnergy:
+    """A freshly initialised FlowEnergy (float64) for the config's molecule.
+
+    The Z-matrix comes from ``cfg.zmatrix`` when set, else from ``topology_pdb``, else the
+    alanine dipeptide default; the chosen Z-matrix is written back into ``cfg``.
+    """
+    if cfg.zmatrix is not None:
+        zmatrix = ZMatrix.from_dict(cfg.zmatrix)
+    elif topology_pdb is not None:
+        zmatrix = ZMatrix.from_topology(app.PDBFile(str(topology_pdb)).topology)
+    else:
+        zmatrix = ZMatrix.alanine_dipeptide()
+    cfg.zmatrix = zmatrix.to_dict()
+    ic = InternalCoordinates(zmatrix, cfg.bond_bounds_nm, cfg.angle_bounds_rad)
+    flow = build_flow(cfg, ic)
+    return FlowEnergy(ic, flow, zmatrix.n_atoms, cfg.temperature_K)
+
+
+def save_energy_model(
+    model: FlowEnergy, cfg: FlowModelConfig, topology_pdb: str | os.PathLike[str],
+    path: str | os.PathLike[str], extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` (as float64) with its metadata and eager state to a model file."""
+    import copy
+
+    model64 = copy.deepcopy(model).to(torch.float64).cpu().eval()
+    topology = app.PDBFile(str(topology_pdb)).topology
+    metadata = {
+        "kind": "flow-energy",
+        "topology": topology_signature(topology),
+        "temperature_K": cfg.temperature_K,
+        "ic": model64.ic.to_metadata(),
+        "model_config": cfg.to_dict(),
+        **(extra or {}),
+    }
+    eager = {"model_config": cfg.to_dict(), "state_dict": model64.state_dict()}
+    return save_model(model64, path, metadata, eager)
+
+
+def load_energy_module(path: str | os.PathLike[str], mode: str = "eager") -> Any:
+    """The energy module of a model file: ``"eager"`` FlowEnergy, ``"compile"`` (torch.compile
+    of the eager module) or ``"script"`` (the TorchScript module, torch alone)."""
+    if mode == "script":
+        return load_scripted(path)[0]
+    if mode not in ("eager", "compile"):
+        raise ValueError(f"mode must be 'eager', 'compile' or 'script', got {mode!r}")
+    read_metadata(path)  # validates format and version first
+    state = load_eager_state(path)
+    cfg = FlowModelConfig.from_dict(state["model_config"])
+    model = build_energy(cfg)
+    model.load_state_dict(state["state_dict"])
+    model.eval()
+    if mode == "compile":
+        return torch.compile(model)
+    return model

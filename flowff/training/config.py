@@ -1,0 +1,67 @@
+"""Training configuration: every choice of a run, saved beside its checkpoints as JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class TrainConfig:
+    """A training run (units: forces in the data kJ/mol/nm, converted to kT/nm for FM).
+
+    ``model`` is a :class:`flowff.energy.builder.FlowModelConfig` as a dict.
+    """
+
+    data_dir: str
+    out_dir: str
+    model: dict[str, Any] = field(default_factory=dict)
+    w_nll: float = 0.999
+    w_kl: float = 0.0
+    w_fm: float = 0.001
+    epochs: int = 10
+    max_steps: int | None = None
+    batch_size: int = 128
+    kl_batch_size: int = 64
+    lr: float = 5.0e-4
+    lr_gamma: float = 0.7
+    clip_grad_norm: float | None = None
+    seed: int = 0
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    block_ps: float = 1000.0
+    max_frames_per_replica: int | None = None
+    val_every_steps: int = 500
+    val_frames: int = 2000
+    checkpoint_every_steps: int = 200
+    dtype: str = "float32"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.epochs < 1:
+            raise ValueError("batch_size and epochs must be >= 1")
+        if min(self.w_nll, self.w_kl, self.w_fm) < 0 or self.w_nll + self.w_kl + self.w_fm <= 0:
+            raise ValueError("loss weights must be non-negative with a positive sum")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        self.split = tuple(self.split)  # JSON gives lists
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """The config from a dict; unknown keys are an error that names them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown training config keys: {sorted(unknown)}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> TrainConfig:
+        """Read a config file written by :meth:`to_dict` (or by hand)."""
+        return cls.from_dict(json.loads(Path(path).read_text()))

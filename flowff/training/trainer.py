@@ -1,0 +1,285 @@
+"""Training loop: Eq. 5 losses, Adam + StepLR, validation, checkpoints and resume, export.
+
+Data parallel over processes with ``torchrun`` (gloo on CPU, NCCL on CUDA): each rank takes
+every world-th frame of the epoch's shuffled order and gradients are averaged with all_reduce.
+We average gradients ourselves instead of wrapping the model in DDP because force matching
+differentiates twice (create_graph), which DDP's reducer hooks do not support.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from flowff.data.reference import load_reference_data, split_by_time_blocks
+from flowff.energy.builder import FlowModelConfig, build_energy, save_energy_model
+from flowff.energy.flow_energy import kT_kJ_per_mol
+from flowff.training.config import TrainConfig
+from flowff.training.losses import force_matching_loss, nll_loss, reverse_kl_loss
+from flowff.utils.atomic import atomic_path, write_json
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+MODEL = "model.pt"
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed(device: torch.device) -> _Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return _Dist(dist.get_rank(), dist.get_world_size())
+
+
+def _pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            return torch.device(f"cuda:{local}")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    """Trains a flow energy on reference MD frames; resumable from ``out_dir``."""
+
+    def __init__(self, config: TrainConfig, progress: bool = True) -> None:
+        self.cfg = config
+        self.out = Path(config.out_dir)
+        self.device = _pick_device(config.device)
+        self.dist = _init_distributed(self.device)
+        self.dtype = getattr(torch, config.dtype)
+        self.progress = progress and self.dist.main
+        torch.manual_seed(config.seed)
+
+        data = load_reference_data(config.data_dir, config.max_frames_per_replica)
+        self.temperature_K = data.temperature_K
+        self.kT = kT_kJ_per_mol(data.temperature_K)
+        self.topology_pdb = data.topology_pdb
+        train, val, test = split_by_time_blocks(data, config.split, config.block_ps, config.seed)
+        self.split_sizes = {"train": len(train), "val": len(val), "test": len(test)}
+        self.train_x = torch.as_tensor(data.positions[train], dtype=self.dtype, device=self.device)
+        self.train_f = torch.as_tensor(data.forces[train], dtype=self.dtype, device=self.device)
+        val_pick = val[np.linspace(0, len(val) - 1, min(config.val_frames, len(val))).astype(int)]
+        self.val_x = torch.as_tensor(data.positions[val_pick], dtype=self.dtype,
+                                     device=self.device)
+        self.val_f = torch.as_tensor(data.forces[val_pick], dtype=self.dtype, device=self.device)
+
+        model_cfg = FlowModelConfig.from_dict(
+            {**config.model, "temperature_K": data.temperature_K}
+        )
+        self.model_cfg = model_cfg
+        self.model = build_energy(model_cfg, topology_pdb=self.topology_pdb).to(
+            self.device, self.dtype
+        )
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, 1, config.lr_gamma)
+        self.epoch = 0
+        self.step_in_epoch = 0
+        self.global_step = 0
+        self._target = None
+        if config.w_kl > 0:
+            self._target = self._make_target()
+        self._resume()
+
+    # -- setup -----------------------------------------------------------------------------
+    def _make_target(self):
+        import openmm.app as app
+
+        from flowff.data.reference import build_classical_system
+        from flowff.energy.openmm_energy import OpenMMEnergyEvaluator, openmm_energy
+
+        cfg = json.loads((Path(self.cfg.data_dir) / "config.json").read_text())["config"]
+        pdb = app.PDBFile(str(self.topology_pdb))
+        evaluator = OpenMMEnergyEvaluator(
+            build_classical_system(pdb.topology, tuple(cfg["forcefield"]))
+        )
+        kT = self.kT
+        return lambda x: openmm_energy(x, evaluator) / kT
+
+    def _resume(self) -> None:
+        ckpt_path = self.out / CHECKPOINT
+        config_path = self.out / "config.json"
+        if config_path.exists():
+            saved = json.loads(config_path.read_text())
+            now = json.loads(json.dumps(self.cfg.to_dict()))
+            for key in ("max_steps", "epochs", "val_every_steps", "checkpoint_every_steps"):
+                saved.pop(key, None)
+                now.pop(key, None)
+            if saved != now:
+                diff = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+                raise ValueError(
+                    f"{self.out} holds a run with another configuration (differs in {diff}); "
+                    "use a new --out folder"
+                )
+        elif self.dist.main:
+            write_json(config_path, self.cfg.to_dict())
+        if not ckpt_path.exists():
+            return
+        ckpt = torch.load(ckpt_path, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.epoch, self.step_in_epoch = ckpt["epoch"], ckpt["step_in_epoch"]
+        self.global_step = ckpt["global_step"]
+        torch.set_rng_state(ckpt["torch_rng"])
+        if self.progress:
+            tqdm.write(f"resumed from {ckpt_path} at epoch {self.epoch}, step {self.global_step}")
+
+    def _checkpoint(self) -> None:
+        if not self.dist.main:
+            return
+        state = {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
+            "torch_rng": torch.get_rng_state(),
+        }
+        with atomic_path(self.out / CHECKPOINT) as tmp:
+            torch.save(state, tmp)
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if not self.dist.main:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / METRICS, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    # -- losses ----------------------------------------------------------------------------
+    def _sample(self, n: int):
+        from flowff.energy.sampling import sample_positions
+
+        return sample_positions(self.model, n)
+
+    def loss_terms(self, x: torch.Tensor, f: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The weighted loss and its parts for a batch (positions nm, forces kJ/mol/nm)."""
+        cfg = self.cfg
+        terms: dict[str, torch.Tensor] = {}
+        total = torch.zeros((), dtype=self.dtype, device=self.device)
+        if cfg.w_nll > 0:
+            terms["nll"] = nll_loss(self.model, x)
+            total = total + cfg.w_nll * terms["nll"]
+        if cfg.w_fm > 0:
+            terms["fm"] = force_matching_loss(self.model, x, f, self.kT)
+            total = total + cfg.w_fm * terms["fm"]
+        if cfg.w_kl > 0:
+            terms["kl"] = reverse_kl_loss(self._sample, self._target, cfg.kl_batch_size)
+            total = total + cfg.w_kl * terms["kl"]
+        terms["loss"] = total
+        return terms
+
+    def validate(self) -> dict[str, float]:
+        """NLL (kT) and FME ((kT/nm)^2) on the validation frames."""
+        nll, fme, n = 0.0, 0.0, 0
+        for i in range(0, len(self.val_x), 256):
+            x, f = self.val_x[i:i + 256], self.val_f[i:i + 256]
+            with torch.no_grad():
+                nll += float(nll_loss(self.model, x)) * len(x)
+            from flowff.training.losses import flow_forces_kT
+
+            pred = flow_forces_kT(self.model, x, create_graph=False)
+            fme += float(((pred - f / self.kT) ** 2).sum(-1).mean()) * len(x)
+            n += len(x)
+        return {"val_nll": nll / n, "val_fme": fme / n, "val_force_rmse": math.sqrt(fme / n / 3)}
+
+    # -- loop ------------------------------------------------------------------------------
+    def _epoch_order(self, epoch: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(self.train_x), generator=gen)
+        return order[self.dist.rank::self.dist.world]
+
+    def _average_gradients(self) -> None:
+        if self.dist.world <= 1:
+            return
+        for p in self.model.parameters():
+            if p.grad is not None:
+                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+                p.grad /= self.dist.world
+
+    def train(self) -> Path:
+        """Run to the configured epochs (or max_steps); export and return the model file path."""
+        cfg = self.cfg
+        steps_per_epoch = len(self._epoch_order(0)) // cfg.batch_size
+        if steps_per_epoch < 1:
+            raise ValueError(
+                f"batch size {cfg.batch_size} exceeds the {len(self.train_x)} training frames"
+            )
+        total = cfg.epochs * steps_per_epoch
+        if cfg.max_steps is not None:
+            total = min(total, cfg.max_steps)
+        bar = tqdm(total=total, initial=self.global_step, desc="train", unit="step",
+                   disable=not self.progress)
+        t0 = time.time()
+        while self.epoch < cfg.epochs and self.global_step < total:
+            order = self._epoch_order(self.epoch)
+            while self.step_in_epoch < steps_per_epoch and self.global_step < total:
+                idx = order[self.step_in_epoch * cfg.batch_size:
+                            (self.step_in_epoch + 1) * cfg.batch_size]
+                terms = self.loss_terms(self.train_x[idx], self.train_f[idx])
+                self.optimizer.zero_grad(set_to_none=True)
+                terms["loss"].backward()
+                self._average_gradients()
+                grad_norm = None
+                if cfg.clip_grad_norm is not None:
+                    grad_norm = float(torch.nn.utils.clip_grad_norm_(
+                        self.model.parameters(), cfg.clip_grad_norm))
+                if not torch.isfinite(terms["loss"]):
+                    raise FloatingPointError(
+                        f"non-finite loss at step {self.global_step}: "
+                        f"{ {k: float(v) for k, v in terms.items()} }"
+                    )
+                self.optimizer.step()
+                self.step_in_epoch += 1
+                self.global_step += 1
+                record = {"step": self.global_step, "epoch": self.epoch,
+                          "lr": self.optimizer.param_groups[0]["lr"],
+                          "time_s": time.time() - t0,
+                          **{k: float(v) for k, v in terms.items()}}
+                if grad_norm is not None:
+                    record["grad_norm"] = grad_norm
+                if self.global_step % cfg.val_every_steps == 0:
+                    record.update(self.validate())
+                    bar.set_postfix(val_nll=f"{record['val_nll']:.2f}",
+                                    rmse=f"{record['val_force_rmse']:.1f}")
+                self._log(record)
+                bar.update(1)
+                if self.global_step % cfg.checkpoint_every_steps == 0:
+                    self._checkpoint()
+            if self.step_in_epoch >= steps_per_epoch:
+                self.epoch += 1
+                self.step_in_epoch = 0
+                self.scheduler.step()
+                self._checkpoint()
+        bar.close()
+        final = self.validate()
+        self._log({"step": self.global_step, "final": True, **final})
+        self._checkpoint()
+        path = self.out / MODEL
+        if self.dist.main:
+            save_energy_model(self.model, self.model_cfg, self.topology_pdb, path,
+                              extra={"training": {**cfg.to_dict(), "split": self.split_sizes,
+                                                  "steps": self.global_step, **final}})
+        if self.dist.world > 1:
+            dist.barrier()
+        return path
