@@ -1,0 +1,161 @@
+"""Smooth mixtures of bump CDFs on [0, 1] and on the circle (Koehler et al. 2021, Sec. 4).
+
+Per scalar coordinate, with K components (weights w_k, concentrations a_k, locations b_k, ramp
+scales alpha_k) and an identity share c in [C_MIN, 1):
+
+* interval:  ``f(x) = (1 - c) sum_k w_k G_k(x) + c x`` with ``G_k`` the rescaled bump step of
+  :func:`flowff.transforms.bumps.bump_cdf`. This is the convex mixture of K maps of Eq. 7 that
+  share c. f(0) = 0, f(1) = 1, ``f' >= c > 0`` on all of R (outside the bumps' supports f is
+  affine with slope c), C-infinity.
+* circle:    ``f(x) = n + (1 - c) sum_k w_k H_k(r) + c r + s`` with ``n = floor(x)``, ``r = x - n``,
+  ``H_k`` the wrapped bump CDF of :func:`flowff.transforms.bumps.wrapped_bump_cdf` and ``s`` a
+  trainable rotation. f(x + 1) = f(x) + 1 on R and every derivative of f is periodic.
+
+Wrapping: a_k >= 1 (support width 1/a_k <= 1) and b_k in [0, 1] put every bump's support inside
+[-1/2, 3/2], so the shifts n in {-1, 0, 1} of the wrap are exact, and g_k(1) - g_k(0) >= 1/2, so
+the interval normalisation cannot underflow (no floor needed).
+
+The log-derivative is ``log(f')`` of the plain sum: every term is non-negative and bounded and
+``f' >= c >= C_MIN``, so the sum neither underflows nor overflows and a log-sum-exp would only add
+-inf bookkeeping (whose gradient is NaN when all components vanish) outside the supports.
+
+Parameter layout along the last axis (``num_params = 4 K + 1``, plus 1 on the circle):
+``[weight logits (K) | a (K) | b (K) | alpha (K) | c (1) | rotation (1, circle only)]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from flowff.transforms.base import ElementwiseTransform
+from flowff.transforms.bumps import bump_cdf, wrapped_bump_cdf
+from flowff.transforms.ramps import check_beta
+
+#: Lower bound of the identity share c: keeps f' >= C_MIN (finite log-det, bracketed roots).
+C_MIN: float = 1e-6
+#: Bump concentration a ranges over [1, A_MAX] (log-uniformly in the sigmoid of its parameter);
+#: a >= 1 is what makes the three-shift circular wrap exact.
+A_MAX: float = 1000.0
+#: Ramp scale alpha ranges over [ALPHA_MIN, ALPHA_MAX] (the authors used sigmoid x 10).
+ALPHA_MIN: float = 0.1
+ALPHA_MAX: float = 10.0
+
+#: Identity initialisation, interval: bumps of width 2/K at the bin centres; identity share
+#: 1 - IDENTITY_MIX_INTERVAL (the interval mixture alone deviates from x by ~0.006).
+IDENTITY_MIX_INTERVAL: float = 0.01
+#: Identity initialisation, circle: width-1 bumps at the bin centres sum to a density flat within
+#: ~1e-3, so half the map can start on the bumps.
+IDENTITY_MIX_CIRCLE: float = 0.5
+IDENTITY_A_CIRCLE: float = 1.05
+
+
+def _logit(p: float) -> float:
+    """Inverse of the logistic function for p in (0, 1)."""
+    return math.log(p) - math.log1p(-p)
+
+
+class SmoothMixtureTransform(ElementwiseTransform):
+    """C-infinity mixture of K bump CDFs on [0, 1] (``circular=False``) or on the circle.
+
+    Args:
+        num_components: number K of bump components, >= 1.
+        beta: exponent of the C-infinity ramp exp(-1/(alpha x^beta)), 1 or 2 (hyper-parameter).
+        circular: True for the circle version (with a trainable rotation).
+
+    Shapes: ``forward(x (..., d), params (..., d, num_params)) -> (y (..., d), log|dy/dx| (..., d))``.
+    No analytic inverse (the flows package inverts it numerically).
+    """
+
+
+    def __init__(self, num_components: int = 8, beta: int = 1, circular: bool = False) -> None:
+        if num_components < 1:
+            raise ValueError(f"num_components must be >= 1, got {num_components}")
+        check_beta(beta)
+        num_params = 4 * num_components + 1 + (1 if circular else 0)
+        super().__init__(num_params, circular, has_analytic_inverse=False)
+        self.num_components = num_components
+        self.beta = beta
+        # Module attributes (not globals) so that TorchScript sees them.
+        self.c_min = C_MIN
+        self.log_a_max = math.log(A_MAX)
+        self.alpha_min = ALPHA_MIN
+        self.alpha_max = ALPHA_MAX
+
+    def constrained_params(
+        self, params: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """Map unconstrained ``params (..., d, num_params)`` to the mixture's parameters.
+
+        Returns:
+            ``(weights, a, b, alpha, c, one_minus_c)``: the first four of shape (..., d, K)
+            (weights sum to 1, a in [1, A_MAX], b in [0, 1], alpha in [ALPHA_MIN, ALPHA_MAX]),
+            the last two of shape (..., d, 1) (c in [C_MIN, 1], computed without cancellation).
+        """
+        k = self.num_components
+        weights = torch.softmax(params[..., 0:k], dim=-1)
+        a = torch.exp(self.log_a_max * torch.sigmoid(params[..., k : 2 * k]))
+        b = torch.sigmoid(params[..., 2 * k : 3 * k])
+        alpha_span = self.alpha_max - self.alpha_min
+        alpha = self.alpha_min + alpha_span * torch.sigmoid(params[..., 3 * k : 4 * k])
+        c_logit = params[..., 4 * k : 4 * k + 1]
+        c = self.c_min + (1.0 - self.c_min) * torch.sigmoid(c_logit)
+        one_minus_c = (1.0 - self.c_min) * torch.sigmoid(-c_logit)
+        return weights, a, b, alpha, c, one_minus_c
+
+    def forward(self, x: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
+        """Map ``x`` (..., d) to ``(y, log|dy/dx|)``, each (..., d)."""
+        self.check_shapes(x, params)
+        weights, a, b, alpha, c, one_minus_c = self.constrained_params(params)
+        if self.circular:
+            turns = torch.floor(x).detach()
+            position = (x - turns).unsqueeze(-1)
+            cdf, density = wrapped_bump_cdf(position, a, b, alpha, self.beta)
+        else:
+            turns = torch.zeros_like(x)
+            position = x.unsqueeze(-1)
+            cdf, density = bump_cdf(position, a, b, alpha, self.beta)
+        mixed_cdf = torch.sum(weights * cdf, dim=-1, keepdim=True)
+        mixed_density = torch.sum(weights * density, dim=-1, keepdim=True)
+        y = one_minus_c * mixed_cdf + c * position
+        derivative = one_minus_c * mixed_density + c
+        y = y.squeeze(-1) + turns
+        if self.circular:
+            y = y + params[..., -1]
+        return y, torch.log(derivative.squeeze(-1))
+
+    def identity_params(self) -> Tensor:
+        """Unconstrained parameters, shape (num_params,), of a map close to the identity on [0, 1].
+
+        Equal weights, bump centres at the bin centres (k + 1/2) / K; interval bumps of width
+        2 / K with alpha = 1 (beta = 1) or 3 (beta = 2) and 99 % identity share; circle bumps of
+        width ~1 (a = 1.05) with alpha = 0.6 (beta = 1) or 2.5 (beta = 2), 50 % identity share
+        and zero rotation (values chosen by a scan for the flattest summed density).
+        """
+        k = self.num_components
+        dtype = torch.get_default_dtype()
+        centres = (torch.arange(k, dtype=torch.float64) + 0.5) / k
+        if self.circular:
+            a_value, mix = IDENTITY_A_CIRCLE, IDENTITY_MIX_CIRCLE
+            alpha_value = 0.6 if self.beta == 1 else 2.5
+        else:
+            a_value, mix = max(1.05, k / 2.0), IDENTITY_MIX_INTERVAL
+            alpha_value = 1.0 if self.beta == 1 else 3.0
+        a_param = _logit(math.log(a_value) / math.log(A_MAX))
+        alpha_param = _logit((alpha_value - ALPHA_MIN) / (ALPHA_MAX - ALPHA_MIN))
+        c_param = _logit((1.0 - mix - C_MIN) / (1.0 - C_MIN))
+        pieces = [
+            torch.zeros(k, dtype=torch.float64),
+            torch.full((k,), a_param, dtype=torch.float64),
+            torch.logit(centres),
+            torch.full((k,), alpha_param, dtype=torch.float64),
+            torch.tensor([c_param], dtype=torch.float64),
+        ]
+        if self.circular:
+            pieces.append(torch.zeros(1, dtype=torch.float64))
+        return torch.cat(pieces).to(dtype)
+
+    def extra_repr(self) -> str:
+        return f"num_components={self.num_components}, beta={self.beta}, circular={self.circular}"
