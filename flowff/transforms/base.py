@@ -26,7 +26,6 @@ class ElementwiseTransform(nn.Module):
     when ``has_analytic_inverse`` is True. ``forward`` must compile with ``torch.jit.script``.
     """
 
-
     def __init__(self, num_params: int, circular: bool, has_analytic_inverse: bool) -> None:
         super().__init__()
         if num_params < 1:

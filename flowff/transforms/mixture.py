@@ -65,10 +65,10 @@ class SmoothMixtureTransform(ElementwiseTransform):
         beta: exponent of the C-infinity ramp exp(-1/(alpha x^beta)), 1 or 2 (hyper-parameter).
         circular: True for the circle version (with a trainable rotation).
 
-    Shapes: ``forward(x (..., d), params (..., d, num_params)) -> (y (..., d), log|dy/dx| (..., d))``.
+    Shapes: ``forward(x (..., d), params (..., d, num_params))`` returns
+    ``(y (..., d), log|dy/dx| (..., d))``.
     No analytic inverse (the flows package inverts it numerically).
     """
-
 
     def __init__(self, num_components: int = 8, beta: int = 1, circular: bool = False) -> None:
         if num_components < 1:

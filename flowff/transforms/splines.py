@@ -37,7 +37,7 @@ MIN_DERIVATIVE: float = 1e-3
 
 
 def _knots(logits: Tensor, min_size: float) -> Tensor:
-    """Knot positions (..., K + 1) from 0 to 1 (exactly) with bins >= min_size, from logits (..., K)."""
+    """Knot positions (..., K + 1), exactly 0 to 1, bins >= min_size, from logits (..., K)."""
     num_bins = logits.shape[-1]
     sizes = min_size + (1.0 - min_size * num_bins) * torch.softmax(logits, dim=-1)
     interior = torch.cumsum(sizes, dim=-1)[..., :-1]
@@ -112,7 +112,8 @@ class RationalQuadraticSplineTransform(ElementwiseTransform):
         circular: True for the periodic version (shared boundary derivative, rotation).
         learn_boundary_derivatives: interval only; False fixes d_0 = d_K = 1.
 
-    Shapes: ``forward(x (..., d), params (..., d, num_params)) -> (y (..., d), log|dy/dx| (..., d))``;
+    Shapes: ``forward(x (..., d), params (..., d, num_params))`` returns
+    ``(y (..., d), log|dy/dx| (..., d))``;
     ``analytic_inverse(y, params) -> (x, log|dx/dy|)`` likewise.
     """
 
