@@ -37,6 +37,6 @@ class AffineTransform(ElementwiseTransform):
         log_scale = params[..., 0]
         return (y - params[..., 1]) * torch.exp(-log_scale), -log_scale
 
-    def identity_params(self) -> Tensor:
-        """Zeros, shape (2,): unit scale and no shift (the exact identity)."""
-        return torch.zeros(2)
+    def identity_params(self, dtype: torch.dtype | None = None) -> Tensor:
+        """Zeros, shape (2,): unit scale and no shift (the exact identity); ``dtype`` as torch's."""
+        return torch.zeros(2, dtype=dtype)

@@ -49,8 +49,11 @@ class ElementwiseTransform(nn.Module):
         """Map ``x`` (..., d) with ``params`` (..., d, num_params) to ``(y, log|dy/dx|)``."""
         raise NotImplementedError(f"{type(self).__name__} must implement forward")
 
-    def identity_params(self) -> Tensor:
-        """Unconstrained parameters, shape ``(num_params,)``, giving (near) the identity map."""
+    def identity_params(self, dtype: torch.dtype | None = None) -> Tensor:
+        """Unconstrained parameters, shape ``(num_params,)``, giving (near) the identity map.
+
+        ``dtype`` defaults to ``torch.get_default_dtype()``.
+        """
         raise NotImplementedError(f"{type(self).__name__} must implement identity_params")
 
     @torch.jit.export

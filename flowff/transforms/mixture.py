@@ -43,13 +43,10 @@ A_MAX: float = 1000.0
 ALPHA_MIN: float = 0.1
 ALPHA_MAX: float = 10.0
 
-#: Identity initialisation, interval: bumps of width 2/K at the bin centres; identity share
-#: 1 - IDENTITY_MIX_INTERVAL (the interval mixture alone deviates from x by ~0.006).
-IDENTITY_MIX_INTERVAL: float = 0.01
-#: Identity initialisation, circle: width-1 bumps at the bin centres sum to a density flat within
-#: ~1e-3, so half the map can start on the bumps.
-IDENTITY_MIX_CIRCLE: float = 0.5
-IDENTITY_A_CIRCLE: float = 1.05
+#: Identity initialisation: the bump share 1 - c is chosen so that the density f' deviates from 1
+#: by at most IDENTITY_DENSITY_TOLERANCE on [0, 1], and is at most IDENTITY_MAX_BUMP_SHARE.
+IDENTITY_DENSITY_TOLERANCE: float = 1e-3
+IDENTITY_MAX_BUMP_SHARE: float = 0.5
 
 
 def _logit(p: float) -> float:
@@ -126,36 +123,52 @@ class SmoothMixtureTransform(ElementwiseTransform):
             y = y + params[..., -1]
         return y, torch.log(derivative.squeeze(-1))
 
-    def identity_params(self) -> Tensor:
+    def identity_params(self, dtype: torch.dtype | None = None) -> Tensor:
         """Unconstrained parameters, shape (num_params,), of a map close to the identity on [0, 1].
 
-        Equal weights, bump centres at the bin centres (k + 1/2) / K; interval bumps of width
-        2 / K with alpha = 1 (beta = 1) or 3 (beta = 2) and 99 % identity share; circle bumps of
-        width ~1 (a = 1.05) with alpha = 0.6 (beta = 1) or 2.5 (beta = 2), 50 % identity share
-        and zero rotation (values chosen by a scan for the flattest summed density).
+        Equal weights and bump centres at the bin centres (k + 1/2) / K. Interval: bumps of width
+        2 / K, alpha = 1 (beta = 1) or 3 (beta = 2). Circle: bumps of width ~1 (a = 1.05), alpha
+        = 0.6 (beta = 1) or 2.5 (beta = 2), zero rotation (shapes from a scan for the flattest
+        summed density at K = 8). The summed bump density is then measured on a grid, and the
+        bump share 1 - c is set so that ``|f' - 1| <= IDENTITY_DENSITY_TOLERANCE`` on [0, 1]
+        (hence also ``|f(x) - x| <= IDENTITY_DENSITY_TOLERANCE``), capped at
+        IDENTITY_MAX_BUMP_SHARE. For K = 8 that is ~0.003 on the interval and 0.5 on the circle.
+        ``dtype`` defaults to ``torch.get_default_dtype()``.
         """
         k = self.num_components
-        dtype = torch.get_default_dtype()
         centres = (torch.arange(k, dtype=torch.float64) + 0.5) / k
         if self.circular:
-            a_value, mix = IDENTITY_A_CIRCLE, IDENTITY_MIX_CIRCLE
+            a_value = 1.05
             alpha_value = 0.6 if self.beta == 1 else 2.5
         else:
-            a_value, mix = max(1.05, k / 2.0), IDENTITY_MIX_INTERVAL
+            a_value = max(1.05, k / 2.0)
             alpha_value = 1.0 if self.beta == 1 else 3.0
-        a_param = _logit(math.log(a_value) / math.log(A_MAX))
-        alpha_param = _logit((alpha_value - ALPHA_MIN) / (ALPHA_MAX - ALPHA_MIN))
-        c_param = _logit((1.0 - mix - C_MIN) / (1.0 - C_MIN))
+        a = torch.full((k,), a_value, dtype=torch.float64)
+        alpha = torch.full((k,), alpha_value, dtype=torch.float64)
+        grid = torch.linspace(0.0, 1.0, 2001, dtype=torch.float64).unsqueeze(-1)
+        if self.circular:
+            _, density = wrapped_bump_cdf(grid, a, centres, alpha, self.beta)
+        else:
+            _, density = bump_cdf(grid, a, centres, alpha, self.beta)
+        deviation = float((density.mean(dim=-1) - 1.0).abs().max())
+        bump_share = min(
+            IDENTITY_MAX_BUMP_SHARE, IDENTITY_DENSITY_TOLERANCE / max(deviation, 1e-12)
+        )
+        c_value = 1.0 - bump_share
         pieces = [
             torch.zeros(k, dtype=torch.float64),
-            torch.full((k,), a_param, dtype=torch.float64),
+            torch.full((k,), _logit(math.log(a_value) / math.log(A_MAX)), dtype=torch.float64),
             torch.logit(centres),
-            torch.full((k,), alpha_param, dtype=torch.float64),
-            torch.tensor([c_param], dtype=torch.float64),
+            torch.full(
+                (k,),
+                _logit((alpha_value - ALPHA_MIN) / (ALPHA_MAX - ALPHA_MIN)),
+                dtype=torch.float64,
+            ),
+            torch.tensor([_logit((c_value - C_MIN) / (1.0 - C_MIN))], dtype=torch.float64),
         ]
         if self.circular:
             pieces.append(torch.zeros(1, dtype=torch.float64))
-        return torch.cat(pieces).to(dtype)
+        return torch.cat(pieces).to(torch.get_default_dtype() if dtype is None else dtype)
 
     def extra_repr(self) -> str:
         return f"num_components={self.num_components}, beta={self.beta}, circular={self.circular}"

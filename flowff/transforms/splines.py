@@ -205,18 +205,19 @@ class RationalQuadraticSplineTransform(ElementwiseTransform):
         """Map ``y`` (..., d) back to ``(x, log|dx/dy|)``, each (..., d)."""
         return self._evaluate(y, params, inverse=True)
 
-    def identity_params(self) -> Tensor:
+    def identity_params(self, dtype: torch.dtype | None = None) -> Tensor:
         """Unconstrained parameters, shape (num_params,), of the identity map (exact to rounding).
 
-        Equal bins and unit knot derivatives make every bin linear with slope 1.
+        Equal bins and unit knot derivatives make every bin linear with slope 1. ``dtype``
+        defaults to ``torch.get_default_dtype()``.
         """
         unit_derivative = math.log(math.expm1(1.0 - MIN_DERIVATIVE))
         pieces = [
-            torch.zeros(2 * self.num_bins),
-            torch.full((self.num_derivatives,), unit_derivative),
+            torch.zeros(2 * self.num_bins, dtype=dtype),
+            torch.full((self.num_derivatives,), unit_derivative, dtype=dtype),
         ]
         if self.circular:
-            pieces.append(torch.zeros(1))
+            pieces.append(torch.zeros(1, dtype=dtype))
         return torch.cat(pieces)
 
     def extra_repr(self) -> str:
