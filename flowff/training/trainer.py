@@ -247,7 +247,7 @@ class Trainer:
                 if not torch.isfinite(terms["loss"]):
                     raise FloatingPointError(
                         f"non-finite loss at step {self.global_step}: "
-                        f"{ {k: float(v) for k, v in terms.items()} }"
+                        f"{ {k: float(v.detach()) for k, v in terms.items()} }"
                     )
                 self.optimizer.step()
                 self.step_in_epoch += 1
@@ -255,7 +255,7 @@ class Trainer:
                 record = {"step": self.global_step, "epoch": self.epoch,
                           "lr": self.optimizer.param_groups[0]["lr"],
                           "time_s": time.time() - t0,
-                          **{k: float(v) for k, v in terms.items()}}
+                          **{k: float(v.detach()) for k, v in terms.items()}}
                 if grad_norm is not None:
                     record["grad_norm"] = grad_norm
                 if self.global_step % cfg.val_every_steps == 0:
