@@ -1,0 +1,167 @@
+"""Backbone torsions (phi, psi) of alanine dipeptide, Ramachandran histograms and basins.
+
+Angles are in radians on [-pi, pi) (mdtraj's phi = C(i-1)-N-CA-C, psi = N-CA-C-N(i+1)).
+
+Histograms: ``RAMACHANDRAN_BINS`` x ``RAMACHANDRAN_BINS`` (64 x 64) on [-pi, pi)^2, phi along the
+first axis. Divergences compare probabilities smoothed by a pseudocount: every bin gets
+``DIVERGENCE_PSEUDOCOUNT`` (1e-6) of probability added before renormalising, so KL(MD || flow)
+stays finite where the flow never visits a bin that MD visits (each such bin then contributes
+about p_MD * log(p_MD / 1e-6)). Natural logarithms: divergences in nats; JS <= log 2.
+
+Basins (degrees). The backbone's "left half" is phi < 0 or phi >= 120: the beta basin extends
+across phi = +-180 (phi = +170 is the periodic continuation of phi = -190), and phi = 120 lies in
+the barrier between it and the phi > 0 states. The three basins partition the plane:
+
+* ``beta_C7eq``: left half and (psi > 50 or psi < -100)    extended beta and C7eq
+* ``alpha_R``:   left half and -100 <= psi <= 50            right-handed helix (and bridge)
+* ``phi_positive``: 0 <= phi < 120                          alpha_L and C7ax (the rare states)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+RAMACHANDRAN_BINS: int = 64
+DIVERGENCE_PSEUDOCOUNT: float = 1.0e-6
+
+#: Basin boundaries in degrees, as documented in the module docstring.
+PSI_ALPHA_LOW_DEG: float = -100.0
+PSI_ALPHA_HIGH_DEG: float = 50.0
+PHI_POSITIVE_HIGH_DEG: float = 120.0
+BASIN_DEFINITIONS: dict[str, str] = {
+    "beta_C7eq": "(phi < 0 or phi >= 120 deg) and (psi > 50 deg or psi < -100 deg)",
+    "alpha_R": "(phi < 0 or phi >= 120 deg) and -100 deg <= psi <= 50 deg",
+    "phi_positive": "0 <= phi < 120 deg (alpha_L and C7ax)",
+}
+
+
+def wrap_angle(angle_rad: np.ndarray) -> np.ndarray:
+    """Angles mapped onto [-pi, pi) (radians)."""
+    a = np.asarray(angle_rad, dtype=np.float64)
+    return (a + np.pi) % (2.0 * np.pi) - np.pi
+
+
+def backbone_torsions(positions_nm: np.ndarray, topology_pdb: str | Path
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """phi and psi (N,) radians in [-pi, pi) of positions (N, n_atoms, 3) nm.
+
+    The topology comes from ``topology_pdb``; it must define exactly one phi and one psi
+    (a dipeptide such as ACE-ALA-NME). Positions must be finite.
+    """
+    import mdtraj
+
+    pos = np.asarray(positions_nm, dtype=np.float32)
+    top = mdtraj.load_topology(str(topology_pdb))
+    if pos.ndim != 3 or pos.shape[1:] != (top.n_atoms, 3):
+        raise ValueError(
+            f"positions must have shape (N, {top.n_atoms}, 3) for {topology_pdb}, got {pos.shape}"
+        )
+    if not np.isfinite(pos).all():
+        raise ValueError("positions contain non-finite values; filter those frames first")
+    traj = mdtraj.Trajectory(pos, top)
+    _, phi = mdtraj.compute_phi(traj)
+    _, psi = mdtraj.compute_psi(traj)
+    if phi.shape[1] != 1 or psi.shape[1] != 1:
+        raise ValueError(
+            f"{topology_pdb} has {phi.shape[1]} phi and {psi.shape[1]} psi torsions; the "
+            "Ramachandran analysis expects a dipeptide with exactly one of each"
+        )
+    return wrap_angle(phi[:, 0]), wrap_angle(psi[:, 0])
+
+
+def ramachandran_histogram(phi_rad: np.ndarray, psi_rad: np.ndarray,
+                           bins: int = RAMACHANDRAN_BINS) -> np.ndarray:
+    """Counts (bins, bins) of (phi, psi) on [-pi, pi)^2, phi along axis 0 (angles wrapped)."""
+    phi = wrap_angle(phi_rad)
+    psi = wrap_angle(psi_rad)
+    if phi.shape != psi.shape or phi.ndim != 1:
+        raise ValueError(f"phi and psi must be 1-D of one length, got {phi.shape}, {psi.shape}")
+    if not (np.isfinite(phi).all() and np.isfinite(psi).all()):
+        raise ValueError("phi/psi contain non-finite values")
+    edges = np.linspace(-np.pi, np.pi, bins + 1)
+    # Wrapped angles are < pi; clip guards the rounding of (a + pi) % 2pi - pi onto pi.
+    idx_phi = np.clip(np.searchsorted(edges, phi, side="right") - 1, 0, bins - 1)
+    idx_psi = np.clip(np.searchsorted(edges, psi, side="right") - 1, 0, bins - 1)
+    counts = np.zeros((bins, bins), dtype=np.int64)
+    np.add.at(counts, (idx_phi, idx_psi), 1)
+    return counts
+
+
+def smoothed_probabilities(counts: np.ndarray,
+                           pseudocount: float = DIVERGENCE_PSEUDOCOUNT) -> np.ndarray:
+    """counts / total + pseudocount per bin, renormalised to sum to 1."""
+    c = np.asarray(counts, dtype=np.float64)
+    total = c.sum()
+    if total <= 0 or (c < 0).any():
+        raise ValueError("a histogram needs non-negative counts with a positive total")
+    if pseudocount < 0:
+        raise ValueError(f"pseudocount must be >= 0, got {pseudocount}")
+    p = c / total + pseudocount
+    return p / p.sum()
+
+
+def _kl(p: np.ndarray, q: np.ndarray) -> float:
+    """sum p log(p/q) with 0 log 0 = 0; +inf where q = 0 < p."""
+    mask = p > 0
+    if (q[mask] <= 0).any():
+        return float("inf")
+    return float(np.sum(p[mask] * np.log(p[mask] / q[mask])))
+
+
+def histogram_divergences(counts_md: np.ndarray, counts_flow: np.ndarray,
+                          pseudocount: float = DIVERGENCE_PSEUDOCOUNT) -> dict[str, float]:
+    """KL(MD || flow) and Jensen-Shannon divergence (nats) of two histograms of one shape."""
+    if np.shape(counts_md) != np.shape(counts_flow):
+        raise ValueError(f"histogram shapes differ: {np.shape(counts_md)} and "
+                         f"{np.shape(counts_flow)}")
+    p = smoothed_probabilities(counts_md, pseudocount).ravel()
+    q = smoothed_probabilities(counts_flow, pseudocount).ravel()
+    m = 0.5 * (p + q)
+    return {"kl_md_flow": _kl(p, q), "js": 0.5 * _kl(p, m) + 0.5 * _kl(q, m)}
+
+
+def basin_populations(phi_rad: np.ndarray, psi_rad: np.ndarray) -> dict[str, float]:
+    """Percent of frames in each basin of :data:`BASIN_DEFINITIONS` (sums to 100)."""
+    phi = np.degrees(wrap_angle(phi_rad))
+    psi = np.degrees(wrap_angle(psi_rad))
+    if phi.shape != psi.shape or phi.ndim != 1 or phi.size == 0:
+        raise ValueError(f"need non-empty 1-D phi and psi of one length, got {phi.shape}, "
+                         f"{psi.shape}")
+    positive = (phi >= 0) & (phi < PHI_POSITIVE_HIGH_DEG)
+    alpha = ~positive & (psi >= PSI_ALPHA_LOW_DEG) & (psi <= PSI_ALPHA_HIGH_DEG)
+    beta = ~positive & ~alpha
+    n = phi.size
+    return {
+        "beta_C7eq": 100.0 * float(beta.sum()) / n,
+        "alpha_R": 100.0 * float(alpha.sum()) / n,
+        "phi_positive": 100.0 * float(positive.sum()) / n,
+    }
+
+
+def compare_ramachandran(phi_md: np.ndarray, psi_md: np.ndarray, phi_flow: np.ndarray,
+                         psi_flow: np.ndarray, bins: int = RAMACHANDRAN_BINS,
+                         pseudocount: float = DIVERGENCE_PSEUDOCOUNT) -> dict:
+    """Histogram divergences and basin populations of MD vs flow torsions (radians).
+
+    Returns a JSON-ready dict: bins, pseudocount, kl_md_flow, js (nats), basin definitions,
+    populations in percent for MD and flow, and flow - MD in percentage points.
+    """
+    h_md = ramachandran_histogram(phi_md, psi_md, bins)
+    h_flow = ramachandran_histogram(phi_flow, psi_flow, bins)
+    div = histogram_divergences(h_md, h_flow, pseudocount)
+    pop_md = basin_populations(phi_md, psi_md)
+    pop_flow = basin_populations(phi_flow, psi_flow)
+    return {
+        "bins": bins,
+        "range_rad": [-np.pi, np.pi],
+        "pseudocount_per_bin": pseudocount,
+        "n_md": int(h_md.sum()),
+        "n_flow": int(h_flow.sum()),
+        **div,
+        "basin_definitions": dict(BASIN_DEFINITIONS),
+        "basins_md_percent": pop_md,
+        "basins_flow_percent": pop_flow,
+        "basins_difference_pp": {k: pop_flow[k] - pop_md[k] for k in pop_md},
+    }

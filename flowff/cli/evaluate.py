@@ -1,0 +1,170 @@
+"""``flowff evaluate``: evaluate a trained model file against reference MD test frames.
+
+The test frames come from the same time-block split as training: fractions, block length, seed
+and ``max_frames_per_replica`` from the model metadata's ``training`` entry where present, else
+the defaults (0.8, 0.1, 0.1), 1000 ps, seed 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flowff.analysis.evaluate import REPORT_FILE, SplitSpec
+
+
+def load_model(path: Path) -> torch.nn.Module:
+    """The eager flow energy of a model file (``flowff.energy.builder``, imported lazily)."""
+    from flowff.energy.builder import load_energy_module
+
+    return load_energy_module(path, mode="eager")
+
+
+def _is_fractions(value: Any) -> bool:
+    return (isinstance(value, list | tuple) and len(value) == 3
+            and all(isinstance(v, int | float) for v in value))
+
+
+def split_from_metadata(metadata: dict[str, Any]) -> tuple[SplitSpec, str, dict[str, int] | None]:
+    """The training split of a model's metadata: (spec, source description, recorded sizes).
+
+    Reads ``training.split`` (fractions; a dict there is taken as recorded split sizes),
+    ``training.split_fractions``, ``training.block_ps``, ``training.seed`` and
+    ``training.max_frames_per_replica``; missing entries take the defaults.
+    """
+    default = SplitSpec()
+    training = metadata.get("training")
+    if not isinstance(training, dict):
+        return default, "defaults (no training entry in the model metadata)", None
+    recorded = training.get("split")
+    sizes = None
+    if isinstance(recorded, dict):
+        sizes = {k: int(v) for k, v in recorded.items() if k in ("train", "val", "test")}
+    if _is_fractions(recorded):
+        fractions = tuple(float(v) for v in recorded)
+        source = "model metadata"
+    elif _is_fractions(training.get("split_fractions")):
+        fractions = tuple(float(v) for v in training["split_fractions"])
+        source = "model metadata"
+    else:
+        fractions = default.fractions
+        source = "model metadata (split fractions not recorded: default fractions)"
+    spec = SplitSpec(
+        fractions=fractions,  # type: ignore[arg-type]
+        block_ps=float(training.get("block_ps", default.block_ps)),
+        seed=int(training.get("seed", default.seed)),
+        max_frames_per_replica=training.get("max_frames_per_replica"),
+    )
+    return spec, source, sizes
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def summary_table(report: dict[str, Any]) -> str:
+    """A compact text table of the main numbers of an evaluation report."""
+    md = report["md_test_frames"]
+    s = report["flow_samples"]
+    rama = report.get("ramachandran") or {}
+    rows = [
+        ("test frames", md["n_frames"]),
+        ("test NLL (kT)", md["nll_kT"]),
+        ("test force RMSE (kT/nm)", md["force_rmse_kT_per_nm"]),
+        ("test FME ((kT/nm)^2)", md["fme_kT2_per_nm2"]),
+        ("samples (non-finite / broken)", f"{s['n_samples']} ({s['n_nonfinite_positions']} / "
+                                          f"{s['n_broken']})"),
+        ("sample force RMSE (kT/nm)", s["force_rmse_kT_per_nm"]),
+        ("reverse KL + log Z (kT)", s["reverse_kl_kT"]),
+        ("log Z estimate", s["log_z_estimate"]),
+        ("Kish ESS / N", s["kish_efficiency"]),
+        ("Ramachandran KL(MD||flow) (nats)", rama.get("kl_md_flow")),
+        ("Ramachandran JS (nats)", rama.get("js")),
+    ]
+    for name, pp in (rama.get("basins_difference_pp") or {}).items():
+        md_pct = rama["basins_md_percent"][name]
+        fl_pct = rama["basins_flow_percent"][name]
+        rows.append((f"basin {name} % MD / flow / diff",
+                     f"{md_pct:.1f} / {fl_pct:.1f} / {pp:+.1f}"))
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {_fmt(value)}" for name, value in rows)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate ``args.model`` on ``args.data``; write the report under ``args.out``."""
+    from flowff.analysis.evaluate import evaluate_model
+    from flowff.energy.model_file import read_metadata
+
+    model_path = Path(args.model)
+    metadata = read_metadata(model_path)
+    spec, source, sizes = split_from_metadata(metadata)
+    model = load_model(model_path)
+    report = evaluate_model(
+        model, args.data, args.out, split=spec, n_samples=args.samples,
+        max_test_frames=args.frames, seed=args.seed, batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
+    split = report["data"]["split"]
+    match = None if sizes is None else sizes == split["sizes"]
+    print(f"split: {source}; fractions {list(spec.fractions)}, block {spec.block_ps} ps, "
+          f"seed {spec.seed}; sizes {split['sizes']}")
+    if match is False:
+        print(f"warning: split sizes {split['sizes']} differ from training's {sizes}: the test "
+              "frames may overlap the training frames", file=sys.stderr)
+    print(summary_table(report))
+    print(f"report: {Path(args.out) / REPORT_FILE}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``evaluate`` subcommand."""
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="evaluate a model against reference MD test frames",
+        description=(
+            "Evaluate a flow model file: NLL and force errors on held-out MD frames (the "
+            "training's time-block split), and on flow samples force errors against the "
+            "classical potential, reverse KL, log Z, Kish ESS, Ramachandran comparison; "
+            "writes evaluation.json and PNG figures."
+        ),
+    )
+    parser.add_argument("--model", required=True, help="model file (.pt) written by training")
+    parser.add_argument("--data", required=True, help="reference MD data folder")
+    parser.add_argument("--out", required=True, help="output folder for the report and figures")
+    parser.add_argument("--samples", type=_positive_int, default=10_000,
+                        help="flow samples to draw (default 10000)")
+    parser.add_argument("--frames", type=_positive_int, default=None,
+                        help="use at most this many test frames, evenly spaced (default all)")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    parser.add_argument("--batch-size", type=_positive_int, default=1000,
+                        help="samples / frames per batch (default 1000)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``flowff evaluate`` alone (for ``python -m flowff.cli.evaluate``)."""
+    parser = argparse.ArgumentParser(prog="flowff")
+    register(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

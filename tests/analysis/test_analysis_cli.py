@@ -1,0 +1,66 @@
+"""``flowff evaluate``: split from the model metadata, a real model file, the summary table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+import flowff.analysis.evaluate as evaluate_module
+import flowff.cli.evaluate as cli
+from flowff.analysis.evaluate import REPORT_FILE, SplitSpec
+from flowff.data.reference import load_reference_data, split_by_time_blocks
+from flowff.energy.model_file import save_model
+
+
+def test_split_from_metadata_variants() -> None:
+    spec, source, sizes = cli.split_from_metadata({})
+    assert spec == SplitSpec() and "defaults" in source and sizes is None
+    meta = {"training": {"split": [0.7, 0.2, 0.1], "block_ps": 500.0, "seed": 4,
+                         "max_frames_per_replica": 300}}
+    spec, source, sizes = cli.split_from_metadata(meta)
+    assert spec == SplitSpec((0.7, 0.2, 0.1), 500.0, 4, 300) and sizes is None
+    # The trainer records split sizes under "split": fractions fall back to the defaults.
+    meta = {"training": {"split": {"train": 8, "val": 1, "test": 1}, "block_ps": 2.0,
+                         "seed": 3}}
+    spec, source, sizes = cli.split_from_metadata(meta)
+    assert spec == SplitSpec((0.8, 0.1, 0.1), 2.0, 3, None)
+    assert sizes == {"train": 8, "val": 1, "test": 1} and "not recorded" in source
+    meta["training"]["split_fractions"] = [0.5, 0.25, 0.25]
+    assert cli.split_from_metadata(meta)[0].fractions == (0.5, 0.25, 0.25)
+
+
+def test_register_parses_arguments() -> None:
+    parser = argparse.ArgumentParser(prog="flowff")
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args(["evaluate", "--model", "m.pt", "--data", "d", "--out", "o"])
+    assert (args.samples, args.frames, args.seed, args.func) == (10_000, None, 0, cli.run)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["evaluate", "--model", "m.pt", "--data", "d", "--out", "o",
+                           "--samples", "0"])
+
+
+def test_cli_end_to_end(tiny_data: Path, stand_in, sampler, tmp_path: Path, monkeypatch,
+                        capsys) -> None:
+    data = load_reference_data(tiny_data)
+    train, val, test = split_by_time_blocks(data, (0.6, 0.2, 0.2), 0.02, 1)
+    training = {"split": [0.6, 0.2, 0.2], "block_ps": 0.02, "seed": 1,
+                "max_frames_per_replica": None}
+    model_path = save_model(stand_in, tmp_path / "model.pt", {"training": training})
+    monkeypatch.setattr(cli, "load_model", lambda path: stand_in)
+    monkeypatch.setattr(evaluate_module, "flow_sampler", sampler)
+    out = tmp_path / "eval"
+    status = cli.main(["evaluate", "--model", str(model_path), "--data", str(tiny_data),
+                       "--out", str(out), "--samples", "12", "--frames", "1", "--quiet"])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "test NLL (kT)" in printed and "Kish ESS / N" in printed
+    report = json.loads((out / REPORT_FILE).read_text())
+    split = report["data"]["split"]
+    assert split["block_ps"] == 0.02 and split["seed"] == 1
+    assert split["sizes"] == {"train": len(train), "val": len(val), "test": len(test)}
+    assert report["md_test_frames"]["n_frames"] == 1
+    assert report["flow_samples"]["n_samples"] == 12
+    assert "basin beta_C7eq" in printed

@@ -1,0 +1,113 @@
+"""evaluate_model end to end with the Gaussian stand-in flow on a tiny reference MD folder."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from flowff.analysis.evaluate import REPORT_FILE, SplitSpec, evaluate_model
+from flowff.data.reference import load_reference_data
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _numbers(obj, path: str = ""):
+    """Every (path, value) leaf of a JSON object."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from _numbers(v, f"{path}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from _numbers(v, f"{path}[{i}]")
+    else:
+        yield path, obj
+
+
+def test_evaluate_model_end_to_end(tiny_data: Path, stand_in, sampler, tmp_path: Path) -> None:
+    data = load_reference_data(tiny_data)
+    assert len(data) == 10
+    test = np.arange(6, 10)
+    broken_index = 3
+
+    def sampler_with_one_broken_sample(model, n, generator):
+        x, log_q = sampler(model, n, generator)
+        if sampler_with_one_broken_sample.first:
+            x[broken_index, 0, 0] = float("nan")
+            sampler_with_one_broken_sample.first = False
+        return x, log_q
+
+    sampler_with_one_broken_sample.first = True
+    report = evaluate_model(stand_in, data, tmp_path, test_indices=test, n_samples=40,
+                            batch_size=16, seed=3, sampler=sampler_with_one_broken_sample,
+                            progress=False)
+    on_disk = json.loads((tmp_path / REPORT_FILE).read_text())
+    assert on_disk == report
+    leaves = dict(_numbers(on_disk))
+    assert None not in leaves.values(), [k for k, v in leaves.items() if v is None]
+    for key, value in leaves.items():
+        if isinstance(value, float):
+            assert math.isfinite(value), key
+    for name in ("ramachandran.png", "energies.png", "forces.png"):
+        assert (tmp_path / name).read_bytes()[:8] == PNG_SIGNATURE
+
+    md = report["md_test_frames"]
+    kT = report["kT_kJ_per_mol"]
+    assert md["n_frames"] == 4 and md["n_nonfinite"] == 0
+    x_test = torch.as_tensor(data.positions[test], dtype=torch.float64)
+    assert md["nll_kT"] == pytest.approx(stand_in.reduced_energy(x_test).mean().item(), rel=1e-9)
+    flow_f = -(x_test - stand_in.reference).numpy() / stand_in.sigma**2
+    fme = ((flow_f - data.forces[test] / kT) ** 2).sum(-1).mean()
+    assert md["fme_kT2_per_nm2"] == pytest.approx(fme, rel=1e-6)
+
+    s = report["flow_samples"]
+    assert s["n_samples"] == 40
+    assert s["n_nonfinite_positions"] == 1 and s["n_broken"] == 1 and s["n_finite"] == 39
+    # Exact sampler: log q = -u_f at every sample.
+    assert s["log_q_consistency_max_abs_kT"] < 1e-9
+    assert 0.0 < s["kish_efficiency"] <= 39 / 40
+    assert report["ramachandran"]["n_flow"] == 39 and report["ramachandran"]["n_md"] == 4
+    pops = report["ramachandran"]["basins_flow_percent"]
+    assert sum(pops.values()) == pytest.approx(100.0)
+    assert report["data"]["n_test_frames_used"] == 4
+    assert report["data"]["forcefield"] == ["amber99sbildn.xml", "amber99_obc.xml"]
+
+
+def test_evaluate_model_from_folder_with_split(tiny_data: Path, stand_in, sampler,
+                                              tmp_path: Path) -> None:
+    # 10 frames over 0.09 ps in blocks of 0.02 ps: about 5 blocks, one of them the test block.
+    spec = SplitSpec(fractions=(0.6, 0.2, 0.2), block_ps=0.02, seed=1)
+    report = evaluate_model(stand_in, tiny_data, tmp_path, split=spec, n_samples=8,
+                            max_test_frames=1, seed=0, sampler=sampler, make_plots=False,
+                            progress=False)
+    assert report["figures"] == {} and not list(tmp_path.glob("*.png"))
+    split = report["data"]["split"]
+    assert split["sizes"]["test"] >= 1 and sum(split["sizes"].values()) == 10
+    assert report["data"]["n_test_frames_available"] == split["sizes"]["test"]
+    assert report["data"]["n_test_frames_used"] == 1
+    with pytest.raises(ValueError, match="empty"):
+        evaluate_model(stand_in, tiny_data, tmp_path, n_samples=8, sampler=sampler,
+                       progress=False)
+
+
+def test_evaluate_model_rejects_bad_input(tiny_data: Path, stand_in, sampler,
+                                          tmp_path: Path) -> None:
+    data = load_reference_data(tiny_data)
+    with pytest.raises(ValueError, match="test_indices"):
+        evaluate_model(stand_in, data, tmp_path, sampler=sampler)
+    stand_in.temperature_K = 310.0
+    with pytest.raises(ValueError, match="temperature"):
+        evaluate_model(stand_in, data, tmp_path, test_indices=np.arange(2), sampler=sampler)
+    stand_in.temperature_K = 300.0
+
+    def wrong_shape(model, n, generator):
+        x, log_q = sampler(model, n, generator)
+        return x[:, :5], log_q
+
+    with pytest.raises(ValueError, match="sampler returned shapes"):
+        evaluate_model(stand_in, data, tmp_path, test_indices=np.arange(2), n_samples=4,
+                       sampler=wrong_shape, progress=False)

@@ -1,0 +1,144 @@
+"""Metrics against hand-computed values: force errors, ESS, log Z, reverse KL, NLL."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from flowff.analysis.metrics import (
+    flow_energies_and_forces,
+    force_errors,
+    importance_log_weights,
+    kish_efficiency,
+    kish_ess,
+    log_mean_exp,
+    log_sum_exp,
+    md_frame_metrics,
+    reverse_kl_estimate,
+    sample_metrics,
+)
+
+
+def test_force_errors_by_hand() -> None:
+    ref = np.zeros((2, 2, 3))
+    pred = np.zeros((2, 2, 3))
+    pred[1, 0] = [3.0, 4.0, 0.0]  # |df|^2 = 25 at one of 4 (frame, atom) pairs
+    errs = force_errors(pred, ref)
+    assert errs["fme_kT2_per_nm2"] == pytest.approx(25.0 / 4.0)
+    assert errs["rmse_kT_per_nm"] == pytest.approx(math.sqrt(25.0 / 12.0))
+
+
+def test_force_errors_reject_bad_input() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        force_errors(np.zeros((2, 2, 3)), np.zeros((2, 3, 3)))
+    with pytest.raises(ValueError, match="non-finite"):
+        force_errors(np.full((1, 2, 3), np.nan), np.zeros((1, 2, 3)))
+
+
+def test_log_sum_exp_is_stable_and_exact() -> None:
+    assert log_mean_exp(np.log([1.0, 3.0])) == pytest.approx(math.log(2.0))
+    assert log_sum_exp(np.array([1000.0, 1000.0])) == pytest.approx(1000.0 + math.log(2.0))
+    assert log_sum_exp(np.array([-np.inf, 0.0])) == pytest.approx(0.0)
+    assert log_sum_exp(np.array([-np.inf, -np.inf])) == -np.inf
+    with pytest.raises(ValueError, match="NaN"):
+        log_sum_exp(np.array([0.0, np.nan]))
+
+
+def test_kish_ess_equal_and_dominant_weights() -> None:
+    assert kish_efficiency(np.full(7, -3.2)) == pytest.approx(1.0)
+    dominant = np.array([0.0, -np.inf, -np.inf, -np.inf])
+    assert kish_efficiency(dominant) == pytest.approx(1.0 / 4.0)
+    assert kish_efficiency(np.array([0.0, -800.0, -900.0, -750.0, -1e4])) == pytest.approx(0.2)
+    assert kish_ess(np.full(3, -np.inf)) == 0.0
+
+
+def test_kish_ess_by_hand_at_extreme_scales() -> None:
+    # w = (1, 2, 3): ESS = 6^2 / 14; shifting all log weights must not change it (no overflow).
+    for shift in (0.0, 1500.0, -1500.0):
+        lw = np.log([1.0, 2.0, 3.0]) + shift
+        assert kish_ess(lw) == pytest.approx(36.0 / 14.0, rel=1e-12)
+    # Samples without a valid weight count as wasted when n_total is larger.
+    assert kish_efficiency(np.log([1.0, 2.0, 3.0]), n_total=6) == pytest.approx(36.0 / 14.0 / 6)
+    with pytest.raises(ValueError, match="n_total"):
+        kish_efficiency(np.zeros(3), n_total=2)
+
+
+def test_importance_weights_of_exact_target_are_constant() -> None:
+    # Target u/kT = -log q + c: every log weight is -c, ESS/N = 1, log Z = -c, KL estimate = c.
+    rng = np.random.default_rng(0)
+    log_q = rng.normal(size=50) * 10
+    c = 17.5
+    lw = importance_log_weights(-log_q + c, log_q)
+    np.testing.assert_allclose(lw, -c)
+    assert kish_efficiency(lw) == pytest.approx(1.0)
+    assert log_mean_exp(lw) == pytest.approx(-c)
+    assert reverse_kl_estimate(-log_q + c, log_q) == pytest.approx(c)
+    with pytest.raises(ValueError, match="finite"):
+        reverse_kl_estimate(np.array([np.inf]), np.array([0.0]))
+
+
+def test_md_frame_metrics_with_known_forces(stand_in) -> None:
+    """Stand-in forces are -(x - x0) / sigma^2; reference = flow + 1 kT/nm along x per atom."""
+    rng = np.random.default_rng(1)
+    x0 = stand_in.reference.numpy()
+    positions = x0 + 0.005 * rng.normal(size=(6, *x0.shape))
+    sigma2 = stand_in.sigma**2
+    flow_forces = -(positions - x0) / sigma2
+    offset = np.zeros_like(positions)
+    offset[..., 0] = 1.0
+    ref_kJ = (flow_forces + offset) * stand_in.kT
+    metrics, u, f = md_frame_metrics(stand_in, positions, ref_kJ, stand_in.kT, batch_size=4)
+    expected_u = 0.5 * ((positions - x0) ** 2).sum((1, 2)) / sigma2 + stand_in.log_norm
+    np.testing.assert_allclose(u, expected_u, rtol=1e-12)
+    np.testing.assert_allclose(f, flow_forces, rtol=1e-10, atol=1e-9)
+    assert metrics["nll_kT"] == pytest.approx(expected_u.mean(), rel=1e-12)
+    assert metrics["fme_kT2_per_nm2"] == pytest.approx(1.0, rel=1e-9)
+    assert metrics["force_rmse_kT_per_nm"] == pytest.approx(math.sqrt(1.0 / 3.0), rel=1e-9)
+    assert metrics["n_frames"] == 6 and metrics["n_nonfinite"] == 0
+
+
+def test_md_frame_metrics_counts_nonfinite_frames(stand_in) -> None:
+    x0 = stand_in.reference.numpy()
+    positions = np.stack([x0, x0, x0])
+    positions[1, 3, 2] = np.nan
+    metrics, _, _ = md_frame_metrics(stand_in, positions, np.zeros_like(positions), 2.5)
+    assert metrics["n_nonfinite"] == 1
+    assert metrics["nll_kT"] == pytest.approx(stand_in.log_norm)
+    assert metrics["fme_kT2_per_nm2"] == 0.0
+
+
+def test_flow_energies_follow_model_dtype(stand_in) -> None:
+    x = stand_in.reference.numpy()[None].astype(np.float32)
+    u, f = flow_energies_and_forces(stand_in.to(torch.float32), x)
+    assert u.dtype == np.float64 and f.shape == x.shape
+    assert u[0] == pytest.approx(stand_in.log_norm, rel=1e-6)
+
+
+def test_sample_metrics_counts_every_kind_of_bad_sample() -> None:
+    n, atoms = 6, 2
+    pos = np.zeros((n, atoms, 3))
+    log_q = np.zeros(n)
+    u_t = np.ones(n)
+    forces = np.zeros((n, atoms, 3))
+    u_f = np.zeros(n)
+    pos[0, 1, 1] = np.nan        # broken: non-finite position
+    log_q[1] = -np.inf           # broken: non-finite log q
+    u_t[2] = np.inf              # clash: zero weight, left out of the means
+    f_t = forces.copy()
+    f_t[3, 0, 0] = np.inf        # valid weight, but forces not finite
+    m = sample_metrics(log_q, pos, u_f, forces, u_t, f_t)
+    assert m["n_nonfinite_positions"] == 1
+    assert m["n_nonfinite_log_q"] == 1
+    assert m["n_broken"] == 2
+    assert m["n_infinite_target_energy"] == 1
+    assert m["n_nonfinite_forces_or_flow_energy"] == 1
+    assert m["n_finite"] == 2
+    # Valid weights: samples 2..5 with log w = (-inf, -1, -1, -1): ESS = 3, efficiency 3/6.
+    assert m["ess"] == pytest.approx(3.0)
+    assert m["kish_efficiency"] == pytest.approx(0.5)
+    assert m["log_z_estimate"] == pytest.approx(-1.0 + math.log(3.0 / 4.0))
+    assert m["reverse_kl_kT"] == pytest.approx(1.0)
+    assert m["fme_kT2_per_nm2"] == 0.0

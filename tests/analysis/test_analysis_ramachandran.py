@@ -1,0 +1,100 @@
+"""Ramachandran analysis: torsions vs a hand-written dihedral, histograms, divergences, basins."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from flowff.analysis.ramachandran import (
+    backbone_torsions,
+    basin_populations,
+    compare_ramachandran,
+    histogram_divergences,
+    ramachandran_histogram,
+)
+from flowff.openmm.classical import alanine_dipeptide_pdb_path, load_alanine_dipeptide
+
+
+def _dihedral(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray, p3: np.ndarray) -> np.ndarray:
+    """IUPAC dihedral (radians) of four points (N, 3), by Blondel and Karplus' atan2 formula."""
+    b0, b1, b2 = p1 - p0, p2 - p1, p3 - p2
+    n12 = np.cross(b1, b2)
+    y = np.linalg.norm(b1, axis=-1) * (b0 * n12).sum(-1)
+    return np.arctan2(y, (np.cross(b0, b1) * n12).sum(-1))
+
+
+def test_backbone_torsions_match_hand_dihedrals() -> None:
+    topology, x0 = load_alanine_dipeptide()
+    names = [(a.residue.name, a.name) for a in topology.atoms()]
+    c_ace = names.index(("ACE", "C"))
+    n_ala, ca, c_ala = (names.index(("ALA", k)) for k in ("N", "CA", "C"))
+    n_nme = names.index(("NME", "N"))
+    rng = np.random.default_rng(0)
+    positions = x0 + 0.02 * rng.normal(size=(5, *x0.shape))
+    with alanine_dipeptide_pdb_path() as pdb:
+        phi, psi = backbone_torsions(positions, pdb)
+        with pytest.raises(ValueError, match="shape"):
+            backbone_torsions(positions[:, :10], pdb)
+        with pytest.raises(ValueError, match="non-finite"):
+            backbone_torsions(np.full_like(positions, np.nan), pdb)
+    p = positions
+    np.testing.assert_allclose(phi, _dihedral(p[:, c_ace], p[:, n_ala], p[:, ca], p[:, c_ala]),
+                               atol=1e-5)
+    np.testing.assert_allclose(psi, _dihedral(p[:, n_ala], p[:, ca], p[:, c_ala], p[:, n_nme]),
+                               atol=1e-5)
+
+
+def test_histogram_bins_and_wrapping() -> None:
+    counts = ramachandran_histogram(np.array([-np.pi, np.pi, 0.0, 3 * np.pi / 2 + 0.01]),
+                                    np.array([0.0, 0.0, -1e-12, 0.0]))
+    assert counts.shape == (64, 64) and counts.sum() == 4
+    # phi = pi wraps onto -pi (bin 0), 3pi/2 + 0.01 onto -pi/2 + 0.01 (bin 16); psi = 0: bin 32.
+    assert counts[0, 32] == 2
+    assert counts[16, 32] == 1
+    assert counts[32, 31] == 1
+
+
+def test_divergences_by_hand() -> None:
+    same = np.array([[5, 0], [2, 9]])
+    div = histogram_divergences(same, 3 * same)
+    assert div["kl_md_flow"] == pytest.approx(0.0, abs=1e-12)
+    assert div["js"] == pytest.approx(0.0, abs=1e-12)
+    p, q = np.array([3.0, 1.0]), np.array([1.0, 1.0])
+    div = histogram_divergences(p, q, pseudocount=0.0)
+    kl = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)
+    m = np.array([0.625, 0.375])
+    js = 0.5 * (0.75 * math.log(0.75 / m[0]) + 0.25 * math.log(0.25 / m[1])) + 0.5 * (
+        0.5 * math.log(0.5 / m[0]) + 0.5 * math.log(0.5 / m[1]))
+    assert div["kl_md_flow"] == pytest.approx(kl, rel=1e-12)
+    assert div["js"] == pytest.approx(js, rel=1e-12)
+    disjoint = histogram_divergences(np.array([1, 0]), np.array([0, 1]))
+    assert disjoint["js"] == pytest.approx(math.log(2.0), rel=1e-4)
+    assert disjoint["kl_md_flow"] == pytest.approx(math.log(1.0 / 1e-6), rel=1e-3)
+    assert math.isinf(histogram_divergences(np.array([1, 0]), np.array([0, 1]), 0.0)
+                      ["kl_md_flow"])
+    with pytest.raises(ValueError, match="shapes"):
+        histogram_divergences(np.ones(3), np.ones(4))
+
+
+def test_basin_populations_of_constructed_angles() -> None:
+    deg = np.radians
+    phi = deg(np.array([-60.0, -60.0, -60.0, -60.0, -60.0, -150.0, 60.0, 0.0, -60.0, 75.0,
+                        170.0, 119.9, 120.1]))
+    psi = deg(np.array([140.0, -40.0, 49.99, -99.99, -100.01, 180.0, 40.0, -40.0, 50.01, -60.0,
+                        160.0, -60.0, 0.0]))
+    # beta: (phi, psi) = (-60, 140), (-60, -100.01), (-150, 180), (-60, 50.01), (170, 160) -> 5;
+    # alpha_R: (-60, -40), (-60, 49.99), (-60, -99.99), (120.1, 0) -> 4;
+    # phi_positive: phi = 60, 0, 75, 119.9 -> 4.
+    pops = basin_populations(phi, psi)
+    assert pops == pytest.approx(
+        {"beta_C7eq": 500.0 / 13, "alpha_R": 400.0 / 13, "phi_positive": 400.0 / 13})
+    report = compare_ramachandran(phi, psi, phi[:5], psi[:5])
+    # Flow (first five): beta 140, -100.01 -> 40 %; alpha -40, 49.99, -99.99 -> 60 %.
+    assert report["basins_flow_percent"] == pytest.approx(
+        {"beta_C7eq": 40.0, "alpha_R": 60.0, "phi_positive": 0.0})
+    assert report["basins_difference_pp"] == pytest.approx(
+        {"beta_C7eq": 40.0 - 500.0 / 13, "alpha_R": 60.0 - 400.0 / 13,
+         "phi_positive": -400.0 / 13})
+    assert report["n_md"] == 13 and report["n_flow"] == 5
