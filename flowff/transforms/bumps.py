@@ -60,8 +60,12 @@ def generalized_sigmoid(
         inside = open_interval & (u_probe.abs() <= log_underflow)
     t_safe = torch.where(inside, t, torch.full_like(t, 0.5))
     u, du = exp_ramp_log_ratio(t_safe, alpha, beta)
-    value_inside = torch.sigmoid(u)
-    derivative_inside = value_inside * torch.sigmoid(-u) * du
+    rising = torch.sigmoid(u)
+    falling = torch.sigmoid(-u)
+    # 1 - sigmoid(-u) on the upper half keeps autograd derivatives accurate where sigmoid(u)
+    # rounds to 1 (its backward would use 1 - sigmoid(u) = 0).
+    value_inside = torch.where(u <= 0, rising, 1.0 - falling)
+    derivative_inside = rising * falling * du
     saturated = (t > 0.5).to(t.dtype)
     value = torch.where(inside, value_inside, saturated)
     derivative = torch.where(inside, derivative_inside, torch.zeros_like(derivative_inside))
