@@ -84,7 +84,7 @@ def summary_table(report: dict[str, Any]) -> str:
         ("samples (non-finite / broken)", f"{s['n_samples']} ({s['n_nonfinite_positions']} / "
                                           f"{s['n_broken']})"),
         ("sample force RMSE (kT/nm)", s["force_rmse_kT_per_nm"]),
-        ("reverse KL + log Z (kT)", s["reverse_kl_kT"]),
+        ("reverse KL - log Z (kT)", s["reverse_kl_kT"]),
         ("log Z estimate", s["log_z_estimate"]),
         ("Kish ESS / N", s["kish_efficiency"]),
         ("Ramachandran KL(MD||flow) (nats)", rama.get("kl_md_flow")),
