@@ -20,11 +20,17 @@ class FlowUnavailable(RuntimeError):
 def flow_potential(model_path: Path | None, backend: str = "torchforce") -> Potential:
     """``flowff.openmm.potential.FlowPotential`` for ``model_path``, imported lazily.
 
-    Raises ``FlowUnavailable`` when ``model_path`` is ``None`` or FlowPotential cannot be imported,
-    ``FileNotFoundError`` when the model file does not exist.
+    Without ``model_path`` the shipped model (``flowff.models.default_model_path``) is used.
+    Raises ``FlowUnavailable`` when there is no model (none given, none shipped) or FlowPotential
+    cannot be imported, ``FileNotFoundError`` when a given model file does not exist.
     """
     if model_path is None:
-        raise FlowUnavailable("no --model given")
+        try:
+            from flowff.models import default_model_path
+
+            model_path = default_model_path()
+        except (ImportError, FileNotFoundError) as error:
+            raise FlowUnavailable("no --model given and no shipped model") from error
     if not Path(model_path).is_file():
         raise FileNotFoundError(f"model file {model_path} does not exist")
     try:
