@@ -43,8 +43,9 @@ def split_from_metadata(metadata: dict[str, Any]) -> tuple[SplitSpec, str, dict[
         return default, "defaults (no training entry in the model metadata)", None
     recorded = training.get("split")
     sizes = None
-    if isinstance(recorded, dict):
-        sizes = {k: int(v) for k, v in recorded.items() if k in ("train", "val", "test")}
+    recorded_sizes = recorded if isinstance(recorded, dict) else training.get("split_sizes")
+    if isinstance(recorded_sizes, dict):
+        sizes = {k: int(v) for k, v in recorded_sizes.items() if k in ("train", "val", "test")}
     if _is_fractions(recorded):
         fractions = tuple(float(v) for v in recorded)
         source = "model metadata"

@@ -278,7 +278,7 @@ class Trainer:
         path = self.out / MODEL
         if self.dist.main:
             save_energy_model(self.model, self.model_cfg, self.topology_pdb, path,
-                              extra={"training": {**cfg.to_dict(), "split": self.split_sizes,
+                              extra={"training": {**cfg.to_dict(), "split_sizes": self.split_sizes,
                                                   "steps": self.global_step, **final}})
         if self.dist.world > 1:
             dist.barrier()
