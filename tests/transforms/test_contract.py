@@ -52,7 +52,7 @@ def test_strictly_monotone_on_dense_grid(
     any_transform: ElementwiseTransform, helpers: types.SimpleNamespace
 ) -> None:
     transform = any_transform
-    x = torch.linspace(-1.5, 2.5, 20001, dtype=torch.float64)
+    x = torch.linspace(-1.5, 2.5, 4001, dtype=torch.float64)
     params = helpers.random_params(transform, (1,), seed=3).expand(x.shape[0], -1)
     y, _ = transform(x, params)
     assert bool((torch.diff(y) > 0).all())
