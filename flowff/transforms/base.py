@@ -21,9 +21,14 @@ from torch import Tensor, nn
 class ElementwiseTransform(nn.Module):
     """Base class: a monotone scalar map applied element-wise, parameterised per element.
 
-    Subclasses set ``num_params``, ``circular`` and ``has_analytic_inverse`` in ``__init__``,
-    implement :meth:`forward` and :meth:`identity_params`, and override :meth:`analytic_inverse`
-    when ``has_analytic_inverse`` is True. ``forward`` must compile with ``torch.jit.script``.
+    Attributes (plain Python values, visible to TorchScript):
+        num_params (int): unconstrained parameters per transformed element.
+        circular (bool): True for circle lifts, f(x + 1) = f(x) + 1.
+        has_analytic_inverse (bool): True when :meth:`analytic_inverse` is implemented.
+
+    Subclasses pass these to ``__init__``, implement :meth:`forward` and :meth:`identity_params`,
+    and override :meth:`analytic_inverse` (decorated with ``torch.jit.export``) when
+    ``has_analytic_inverse`` is True. ``forward`` must compile with ``torch.jit.script``.
     """
 
     def __init__(self, num_params: int, circular: bool, has_analytic_inverse: bool) -> None:
