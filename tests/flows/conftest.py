@@ -1,13 +1,18 @@
-"""Small element-wise transforms for testing flowff.flows independently of flowff.transforms.
+"""Fixtures for tests/flows: toy element-wise transforms and single-threaded torch.
 
-They follow the ElementwiseTransform contract of docs/architecture.md and compile with
-TorchScript. Shapes: x (..., d), params (..., d, num_params) -> (y (..., d), log|dy/dx| (..., d)).
+The toy transforms test flowff.flows independently of flowff.transforms. They follow the
+ElementwiseTransform contract of docs/architecture.md and compile with TorchScript. Shapes:
+x (..., d), params (..., d, num_params) -> (y (..., d), log|dy/dx| (..., d)).
+Tests run in pytest's importlib mode, so they reach these through the ``toys`` fixture.
 """
 
 from __future__ import annotations
 
 import math
+import types
+from collections.abc import Iterator
 
+import pytest
 import torch
 from torch import Tensor, nn
 
@@ -24,8 +29,8 @@ class LogisticMixture(nn.Module):
         self.num_components = num_components
         self.num_params = 3 * num_components + 1
 
-    def identity_params(self) -> Tensor:
-        params = torch.zeros(self.num_params)
+    def identity_params(self, dtype: torch.dtype | None = None) -> Tensor:
+        params = torch.zeros(self.num_params, dtype=dtype)
         params[-1] = 6.0  # c = 0.01 + 0.99 sigmoid(6) ~ 0.998: near identity
         return params
 
@@ -58,8 +63,8 @@ class SineCircleMap(nn.Module):
         self.num_components = num_components
         self.num_params = 2 * num_components + 1
 
-    def identity_params(self) -> Tensor:
-        return torch.zeros(self.num_params)
+    def identity_params(self, dtype: torch.dtype | None = None) -> Tensor:
+        return torch.zeros(self.num_params, dtype=dtype)
 
     def forward(self, x: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
         m = self.num_components
@@ -79,8 +84,8 @@ class ExponentialMap(nn.Module):
     has_analytic_inverse: bool = True
     num_params: int = 1
 
-    def identity_params(self) -> Tensor:
-        return torch.full((1,), -3.0)
+    def identity_params(self, dtype: torch.dtype | None = None) -> Tensor:
+        return torch.full((1,), -3.0, dtype=dtype)
 
     def _rate(self, params: Tensor) -> Tensor:
         return 0.5 + nn.functional.softplus(params[..., 0])
@@ -94,3 +99,35 @@ class ExponentialMap(nn.Module):
         a = self._rate(params)
         x = torch.log1p(y * torch.expm1(a)) / a
         return x, -(torch.log(a / torch.expm1(a)) + a * x)
+
+
+def randomize_parameters(module: nn.Module, std: float = 0.5, seed: int = 0) -> nn.Module:
+    """Add N(0, std^2) noise to every parameter: moves a flow away from its identity start
+    (zero last layers become random) while the transforms' parameters stay near their
+    identity values, so compactly supported bumps still overlap the data."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            draw = torch.randn(parameter.shape, generator=generator, dtype=torch.float64)
+            parameter.add_(std * draw.to(parameter.dtype))
+    return module
+
+
+@pytest.fixture
+def toys() -> types.SimpleNamespace:
+    """Namespace with the toy transforms and helpers of this folder."""
+    return types.SimpleNamespace(
+        LogisticMixture=LogisticMixture,
+        SineCircleMap=SineCircleMap,
+        ExponentialMap=ExponentialMap,
+        randomize_parameters=randomize_parameters,
+    )
+
+
+@pytest.fixture(autouse=True)
+def single_thread() -> Iterator[None]:
+    """Tiny tensors: one intra-op thread is much faster on a shared, loaded machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
