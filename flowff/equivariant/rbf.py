@@ -24,7 +24,9 @@ class GaussianRBF(nn.Module):
         trainable_bandwidths: bool = True,
     ) -> None:
         super().__init__()
-        means = torch.as_tensor(means, dtype=torch.get_default_dtype()).flatten()
+        means = torch.as_tensor(means).flatten()
+        if not means.is_floating_point():
+            means = means.to(torch.get_default_dtype())
         bandwidths = torch.as_tensor(bandwidths, dtype=means.dtype).flatten()
         if bandwidths.numel() == 1:
             bandwidths = bandwidths.expand_as(means).clone()

@@ -116,15 +116,15 @@ def train_flow(
             x, log_q = _sample(flow, config.kl_batch_size, gen)
             kl = (system.energy(x) + log_q).mean()
             loss = loss + lam * kl
-            kl_value = float(kl)
+            kl_value = float(kl.detach())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(flow.parameters(), config.grad_clip)
         opt.step()
-        history["nll"].append(float(nll))
+        history["nll"].append(float(nll.detach()))
         history["kl"].append(kl_value)
-        history["loss"].append(float(loss))
+        history["loss"].append(float(loss.detach()))
     flow.eval()
     return history
 
