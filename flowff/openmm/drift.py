@@ -406,7 +406,7 @@ class DriftComparison:
             agg = result.aggregate()
             lines.append(
                 f"{name:<12} {_fmt(agg['std_per_dof_mean'], '.3e'):>10} "
-                f"{_fmt(ratios[name], '.3f'):>7} "
+                f"{_fmt(ratios[name], '.3g'):>7} "
                 f"{_fmt(agg['slope_per_ns_per_dof_mean'], '.2e'):>13} "
                 f"{_fmt(agg['max_excursion_kjmol'], '.3f'):>9} "
                 f"{agg['n_blowups']:>4d}/{agg['n_starts']:<4d}"

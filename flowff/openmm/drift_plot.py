@@ -23,7 +23,7 @@ def plot_drift(comparison: DriftComparison, path: str | Path, highlight: int = 0
     """
     results = list(comparison.results.values())
     fig, axes = plt.subplots(
-        1, len(results), figsize=(3.2 * len(results), 2.4), sharey=True, squeeze=False
+        1, len(results), figsize=(max(5.0, 3.6 * len(results)), 2.8), sharey=True, squeeze=False
     )
     finite_extent = [
         float(np.max(np.abs(start.total_kjmol - start.total_kjmol[0])))
@@ -37,11 +37,11 @@ def plot_drift(comparison: DriftComparison, path: str | Path, highlight: int = 0
                 continue
             shifted = start.total_kjmol - start.total_kjmol[0]
             if start.blew_up:
-                ax.plot(start.time_ps, shifted, lw=0.5, color="tab:red", alpha=0.7)
+                ax.plot(start.time_ps, shifted, lw=0.4, color="tab:red", alpha=0.7)
             elif start.index == highlight:
-                ax.plot(start.time_ps, shifted, lw=0.8, color="black", zorder=3)
+                ax.plot(start.time_ps, shifted, lw=0.3, color="black", zorder=3)
             else:
-                ax.plot(start.time_ps, shifted, lw=0.5, color=(0.2, 0.2, 0.2, 0.3))
+                ax.plot(start.time_ps, shifted, lw=0.3, color=(0.2, 0.2, 0.2, 0.25))
         agg = result.aggregate()
         std = agg["std_per_dof_mean"]
         subtitle = "all blew up" if std is None else f"std/dof {std:.2e}"
@@ -53,5 +53,5 @@ def plot_drift(comparison: DriftComparison, path: str | Path, highlight: int = 0
         axes[0][0].set_ylim(-limit, limit)
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=150, format="png")
+        fig.savefig(tmp, dpi=200, format="png")
     plt.close(fig)
