@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from flowff.equivariant.mcmc import MCMCProtocol, metropolis, reference_samples
+from flowff.equivariant.mcmc import (
+    MCMCProtocol,
+    independent_trajectories,
+    metropolis,
+    reference_samples,
+)
 from flowff.equivariant.systems import dw2, dw4, lj13
 
 
@@ -49,3 +54,13 @@ def test_metropolis_rejects_bad_arguments():
         metropolis(dw4(), x0, 10, 0.0, torch.Generator())
     with pytest.raises(ValueError, match="shape"):
         metropolis(dw4(), torch.zeros(2, 3, 2, dtype=torch.float64), 10, 0.1, torch.Generator())
+
+
+def test_independent_trajectories_are_separate_chain_blocks():
+    sets, rate = independent_trajectories(dw4(), {"train": 40, "test": 24}, seed=3,
+                                          chains_per_set=8)
+    assert sets["train"].shape == (40, 4, 2) and sets["test"].shape == (24, 4, 2)
+    assert 0.0 < rate < 1.0
+    # no configuration is shared between the sets
+    diff = (sets["train"][:, None] - sets["test"][None]).abs().amax(dim=(-2, -1))
+    assert diff.min() > 1e-6
