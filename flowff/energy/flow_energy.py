@@ -74,5 +74,7 @@ class FlowEnergy(torch.nn.Module):
                 f"wrong atom count: {positions.size(0)} positions is not a multiple of the "
                 f"model's {self.n_atoms} atoms"
             )
+        if not bool(torch.isfinite(positions).all()):
+            raise ValueError("positions contain NaN or infinite values")
         x = positions.to(self.dtype).reshape(-1, self.n_atoms, 3)
         return self.kT * self.reduced_energy(x).sum()

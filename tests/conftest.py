@@ -1,0 +1,42 @@
+"""Shared fixtures: small flow energies of alanine dipeptide and their model files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from flowff.energy.builder import FlowModelConfig, build_energy, save_energy_model
+from flowff.openmm.classical import alanine_dipeptide_pdb_path, load_alanine_dipeptide
+
+
+def _perturbed(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """Move every parameter off its (near-identity) initialisation so the flow is non-trivial."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    return model
+
+
+@pytest.fixture(scope="session")
+def small_config() -> FlowModelConfig:
+    return FlowModelConfig(num_components=2, hidden=(16, 16), torsion_coupling_pairs=1)
+
+
+@pytest.fixture(scope="session")
+def small_energy(small_config):
+    return _perturbed(build_energy(small_config), seed=0).eval()
+
+
+@pytest.fixture(scope="session")
+def small_model_file(tmp_path_factory, small_energy, small_config):
+    path = tmp_path_factory.mktemp("model") / "small.pt"
+    with alanine_dipeptide_pdb_path() as pdb:
+        save_energy_model(small_energy, small_config, pdb, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ala_structure():
+    """(topology, positions (22, 3) nm) of the shipped alanine dipeptide."""
+    return load_alanine_dipeptide()
