@@ -101,7 +101,9 @@ def test_confinement_is_zero_inside_smooth_and_confining() -> None:
     assert e[3].item() == pytest.approx(1e4 * 0.2**2 * math.exp(-0.01 / 0.2), rel=1e-12)
 
 
-def test_energy_and_forces_finite_and_continuous_outside_the_support(small_energy, ala_structure) -> None:
+def test_energy_and_forces_finite_and_continuous_outside_the_support(
+    small_energy, ala_structure
+) -> None:
     """Stretch a bond through its upper bound (0.3 nm): energy finite, forces continuous."""
     _, pos = ala_structure
     ic = small_energy.ic
