@@ -121,21 +121,11 @@ def reference_samples(
     """
     if n_samples < 1 or n_chains < 1:
         raise ValueError("n_samples and n_chains must be positive")
-    protocol = protocol or protocol_for(system)
-    gen = torch.Generator().manual_seed(seed)
-    x0 = initial_configurations(system, n_chains, gen)
-    burned, _ = metropolis(
-        system, x0, protocol.burn_in, protocol.step_size, gen, thin=max(1, protocol.burn_in),
+    sets, rate = independent_trajectories(
+        system, {"samples": n_samples}, seed, chains_per_set=n_chains, protocol=protocol,
         progress=progress,
     )
-    start = burned[-1] if len(burned) else x0
-    n_saved = -(-n_samples // n_chains)
-    traj, rate = metropolis(
-        system, start, n_saved * protocol.thin, protocol.step_size, gen, thin=protocol.thin,
-        progress=progress,
-    )
-    samples = traj.reshape(-1, system.n_particles, system.n_dims)[:n_samples]
-    return remove_mean(samples), rate
+    return sets["samples"], rate
 
 
 def independent_trajectories(

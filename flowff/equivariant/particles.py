@@ -6,8 +6,6 @@ unit (1 unit = 1 nm when handed to OpenMM, see ``flowff.equivariant.openmm_syste
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 
@@ -27,16 +25,6 @@ def check_configurations(x: torch.Tensor, n_particles: int, n_dims: int) -> None
 def remove_mean(x: torch.Tensor) -> torch.Tensor:
     """Subtract the centre of geometry: (..., n, d) -> (..., n, d) with zero mean over particles."""
     return x - x.mean(dim=-2, keepdim=True)
-
-
-def pair_vectors(x: torch.Tensor) -> torch.Tensor:
-    """All pair vectors r_ij = x_i - x_j: (..., n, d) -> (..., n, n, d) (zero on the diagonal)."""
-    return x.unsqueeze(-2) - x.unsqueeze(-3)
-
-
-def off_diagonal_mask(n_particles: int, device: torch.device | None = None) -> torch.Tensor:
-    """Boolean (n, n) mask, True for i != j."""
-    return ~torch.eye(n_particles, dtype=torch.bool, device=device)
 
 
 def unique_pair_distances(x: torch.Tensor) -> torch.Tensor:
@@ -92,5 +80,3 @@ def subspace_dimension(n_particles: int, n_dims: int) -> int:
     """Dimension (n - 1) d of the centre-of-mass-free subspace."""
     return (n_particles - 1) * n_dims
 
-
-LOG_2PI = math.log(2.0 * math.pi)
