@@ -21,9 +21,22 @@ the wrap needs (every other shift contributes exactly 0).
 All functions return values together with their analytic derivative d/dx (no autograd inside);
 both are finite with finite derivatives of every order on all of R in float32 and float64.
 Units: dimensionless.
+
+Fast path. :func:`bounded_bump_steps` evaluates g and g' of K bumps at P points with one
+broadcast expression (what the mixture's forward uses, and MD evaluates at every step). It relies
+on a known upper bound ``alpha <= alpha_max`` of the ramp scale to replace the masks of
+:func:`generalized_sigmoid` by a single clamp of t to ``[t_min, 1 - t_min]``
+(:func:`saturation_floor`): at t_min the log-ratio u is below -1000 for every admissible alpha,
+so sigmoid(u) is exactly 0 (or, at 1 - t_min, exactly 1) and its derivative exactly 0 in float32
+and float64. Every clamped point therefore gets exactly the saturated value, every point inside
+gets the same expression as :func:`generalized_sigmoid`, and all derivatives stay finite
+(1/t is at most 1/t_min). The only difference from :func:`generalized_sigmoid`: points with
+745 < |u| <= 1000 return sigmoid(u) itself (below 1e-323) instead of an exact 0.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -33,6 +46,9 @@ from flowff.transforms.ramps import LOG_UNDERFLOW, exp_ramp_log_ratio, integer_p
 #: Shifts n = -WRAP_REACH..WRAP_REACH of the circular wrap H(x) = sum_n g(x + n) - g(n); one
 #: shift on each side is exact for a >= 1, 0 <= b <= 1 (support inside [-1/2, 3/2]).
 WRAP_REACH: int = 1
+
+#: The clamped log-ratio at t_min is below -SATURATED_LOG_RATIO (sigmoid exactly 0 in float64).
+SATURATED_LOG_RATIO: float = 1000.0
 
 
 def generalized_sigmoid(
@@ -160,3 +176,46 @@ def wrapped_bump_cdf(
         value = value + (g - g_anchor)
         derivative = derivative + dg
     return value, derivative
+
+
+def saturation_floor(alpha_max: float, beta: int) -> float:
+    """The clamp t_min of :func:`bounded_bump_steps` for ramp scales ``alpha <= alpha_max``.
+
+    ``t_min = (2 (1 + SATURATED_LOG_RATIO alpha_max))^(-1/beta)``, so that
+    ``u(t_min) = (1 / alpha) ((1 - t_min)^-beta - t_min^-beta) < -SATURATED_LOG_RATIO``.
+    """
+    if not (alpha_max > 0 and math.isfinite(alpha_max)):
+        raise ValueError(f"alpha_max must be positive and finite, got {alpha_max}")
+    return (2.0 * (1.0 + SATURATED_LOG_RATIO * alpha_max)) ** (-1.0 / beta)
+
+
+def bounded_bump_steps(
+    points: Tensor, a: Tensor, b: Tensor, alpha: Tensor, beta: int, t_min: float
+) -> tuple[Tensor, Tensor]:
+    """``g(x) = sigma(a (x - b) + 1/2)`` and ``g'(x)`` for many points and bumps at once.
+
+    Args:
+        points: x, shape (..., P, 1) (P points per element).
+        a, b, alpha: bump parameters, shape (..., 1, K), with ``alpha <= alpha_max``.
+        beta: ramp exponent, 1 or 2.
+        t_min: ``saturation_floor(alpha_max, beta)``.
+
+    Returns:
+        ``(g, g')``, each (..., P, K); equal to :func:`bump_step` (see the module docstring).
+    """
+    t = (a * (points - b) + 0.5).clamp(t_min, 1.0 - t_min)
+    inv_t = t.reciprocal()
+    inv_s = (1.0 - t).reciprocal()
+    if beta == 1:
+        u = (inv_s - inv_t) / alpha
+        du = (inv_t * inv_t + inv_s * inv_s) / alpha
+    else:
+        inv_t2 = inv_t * inv_t
+        inv_s2 = inv_s * inv_s
+        u = (inv_s2 - inv_t2) / alpha
+        du = 2.0 * (inv_t2 * inv_t + inv_s2 * inv_s) / alpha
+    rising = torch.sigmoid(u)
+    falling = torch.sigmoid(-u)
+    # 1 - sigmoid(-u) on the upper half: accurate autograd where sigmoid(u) rounds to 1.
+    value = torch.where(u <= 0, rising, 1.0 - falling)
+    return value, rising * falling * du * a

@@ -31,7 +31,12 @@ import torch
 from torch import Tensor
 
 from flowff.transforms.base import ElementwiseTransform
-from flowff.transforms.bumps import bump_cdf, wrapped_bump_cdf
+from flowff.transforms.bumps import (
+    bounded_bump_steps,
+    bump_cdf,
+    saturation_floor,
+    wrapped_bump_cdf,
+)
 from flowff.transforms.ramps import check_beta
 
 #: Lower bound of the identity share c: keeps f' >= C_MIN (finite log-det, bracketed roots).
@@ -80,6 +85,23 @@ class SmoothMixtureTransform(ElementwiseTransform):
         self.log_a_max = math.log(A_MAX)
         self.alpha_min = ALPHA_MIN
         self.alpha_max = ALPHA_MAX
+        self.t_min = saturation_floor(ALPHA_MAX, beta)
+        # Evaluation points of the bump steps, x_p = x * uses_x[p] + offset[p] (non-persistent
+        # buffers: cast by .to(), not in state dicts). Interval: x, 0, 1 (G = (g(x) - g(0)) /
+        # (g(1) - g(0))). Circle: r - 1, r, r + 1, 0, 1 (H = g(r-1) + g(r) + g(r+1) - g(0) - g(1);
+        # the anchor g(-1) of the wrap is exactly 0 because a >= 1 and b >= 0). Along dim -2 the
+        # steps are then combined with ``value_signs`` and ``slope_mask``.
+        if circular:
+            uses_x, offset = [1.0, 1.0, 1.0, 0.0, 0.0], [-1.0, 0.0, 1.0, 0.0, 1.0]
+            value_signs = [1.0, 1.0, 1.0, -1.0, -1.0]
+        else:
+            uses_x, offset, value_signs = [1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [1.0, -1.0, 0.0]
+        as_tensor = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+        self.register_buffer("point_uses_x", as_tensor(uses_x), persistent=False)
+        self.register_buffer("point_offset", as_tensor(offset), persistent=False)
+        self.register_buffer("value_signs", as_tensor(value_signs).unsqueeze(-1),
+                             persistent=False)
+        self.register_buffer("slope_mask", as_tensor(uses_x).unsqueeze(-1), persistent=False)
 
     def constrained_params(
         self, params: Tensor
@@ -103,25 +125,45 @@ class SmoothMixtureTransform(ElementwiseTransform):
         return weights, a, b, alpha, c, one_minus_c
 
     def forward(self, x: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
-        """Map ``x`` (..., d) to ``(y, log|dy/dx|)``, each (..., d)."""
+        """Map ``x`` (..., d) to ``(y, log|dy/dx|)``, each (..., d).
+
+        All K components and all evaluation points (x and the normalising anchors, see
+        ``__init__``) go through one broadcast bump evaluation (:func:`bounded_bump_steps`).
+        """
         self.check_shapes(x, params)
-        weights, a, b, alpha, c, one_minus_c = self.constrained_params(params)
+        k = self.num_components
+        logits, squashed, c_logit = params.split([k, 3 * k, params.size(-1) - 4 * k], dim=-1)
+        weights = torch.softmax(logits, dim=-1)
+        unit_a, b, unit_alpha = torch.sigmoid(squashed).unsqueeze(-2).split(k, dim=-1)
+        a = torch.exp(self.log_a_max * unit_a)
+        alpha = self.alpha_min + (self.alpha_max - self.alpha_min) * unit_alpha
+        c_logit = c_logit.select(-1, 0)
+        c = self.c_min + (1.0 - self.c_min) * torch.sigmoid(c_logit)
+        one_minus_c = (1.0 - self.c_min) * torch.sigmoid(-c_logit)
         if self.circular:
             turns = torch.floor(x).detach()
-            position = (x - turns).unsqueeze(-1)
-            cdf, density = wrapped_bump_cdf(position, a, b, alpha, self.beta)
+            position = x - turns
         else:
-            turns = torch.zeros_like(x)
-            position = x.unsqueeze(-1)
-            cdf, density = bump_cdf(position, a, b, alpha, self.beta)
-        mixed_cdf = torch.sum(weights * cdf, dim=-1, keepdim=True)
-        mixed_density = torch.sum(weights * density, dim=-1, keepdim=True)
+            turns = x  # unused on the interval
+            position = x
+        uses_x = self.point_uses_x.to(x.dtype)
+        offset = self.point_offset.to(x.dtype)
+        points = torch.addcmul(offset, position.unsqueeze(-1), uses_x).unsqueeze(-1)
+        steps, slopes = bounded_bump_steps(points, a, b, alpha, self.beta, self.t_min)
+        # (..., d, P, K) -> (..., d, K): bump CDF numerators and slopes at x
+        cdf = (steps * self.value_signs.to(x.dtype)).sum(dim=-2)
+        density = (slopes * self.slope_mask.to(x.dtype)).sum(dim=-2)
+        if not self.circular:
+            # G = (g(x) - g(0)) / (g(1) - g(0)): fold 1 / (g(1) - g(0)) into the weights
+            g_zero, g_one = steps.select(-2, 1), steps.select(-2, 2)
+            weights = weights / (g_one - g_zero)
+        mixed_cdf = (weights * cdf).sum(dim=-1)
+        mixed_density = (weights * density).sum(dim=-1)
         y = one_minus_c * mixed_cdf + c * position
-        derivative = one_minus_c * mixed_density + c
-        y = y.squeeze(-1) + turns
         if self.circular:
-            y = y + params[..., -1]
-        return y, torch.log(derivative.squeeze(-1))
+            y = y + turns + params[..., -1]
+        derivative = one_minus_c * mixed_density + c
+        return y, torch.log(derivative)
 
     def identity_params(self, dtype: torch.dtype | None = None) -> Tensor:
         """Unconstrained parameters, shape (num_params,), of a map close to the identity on [0, 1].
