@@ -31,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr-gamma", type=float, default=None)
     p.add_argument("--clip-grad-norm", type=float, default=None)
     p.add_argument("--max-frames-per-replica", type=int, default=None)
+    p.add_argument("--block-ps", type=float, default=None,
+                   help="time-block length of the train/val/test split (ps, default 1000)")
     p.add_argument("--val-every", type=int, default=None, help="validate every N steps")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1, ...")
@@ -57,7 +59,7 @@ def config_from_args(args: argparse.Namespace):
                         ("batch_size", "batch_size"), ("lr", "lr"), ("lr_gamma", "lr_gamma"),
                         ("clip_grad_norm", "clip_grad_norm"),
                         ("max_frames_per_replica", "max_frames_per_replica"),
-                        ("val_every", "val_every_steps"), ("seed", "seed"),
+                        ("val_every", "val_every_steps"), ("block_ps", "block_ps"), ("seed", "seed"),
                         ("device", "device")]:
         value = getattr(args, option)
         if value is not None:

@@ -79,6 +79,12 @@ class Trainer:
         self.topology_pdb = data.topology_pdb
         train, val, test = split_by_time_blocks(data, config.split, config.block_ps, config.seed)
         self.split_sizes = {"train": len(train), "val": len(val), "test": len(test)}
+        if len(val) == 0 or len(train) == 0:
+            raise ValueError(
+                f"the time-block split left no {'validation' if len(train) else 'training'} "
+                f"frames ({len(data)} frames cut into blocks of {config.block_ps} ps); "
+                "use a smaller block_ps or more data"
+            )
         self.train_x = torch.as_tensor(data.positions[train], dtype=self.dtype, device=self.device)
         self.train_f = torch.as_tensor(data.forces[train], dtype=self.dtype, device=self.device)
         val_pick = val[np.linspace(0, len(val) - 1, min(config.val_frames, len(val))).astype(int)]
