@@ -231,3 +231,23 @@ def test_flow_validation(toys) -> None:
         build_coupling_flow(5, MASK, transform_kind="affine")
     with pytest.raises(ValueError, match="circular_mask has 4 entries"):
         build_coupling_flow(5, MASK[:4])
+
+
+@pytest.mark.parametrize("kind", ["smooth", "spline"])
+def test_one_dimensional_flow_without_conditioning_inputs(toys, kind: str) -> None:
+    """dim = 1: unconditioned layers (trainable constant parameters), scripted and inverted."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        flow = build_coupling_flow(1, [True], transform_kind=kind, num_components=3,
+                                   num_layers=2, inversion=TIGHT).double()
+    toys.randomize_parameters(flow)
+    with quiet_jit():
+        scripted = torch.jit.script(flow)
+    h = random_points(8, dim=1)
+    z, log_det = flow(h)
+    torch.testing.assert_close(scripted(h)[0], z, rtol=0, atol=1e-14)
+    h_again, log_det_inverse = flow.inverse(z)
+    difference = h_again - h
+    assert (difference - torch.round(difference)).abs().max() < 1e-10
+    assert (log_det + log_det_inverse).abs().max() < 1e-8
+    assert log_det.abs().max() > 1e-3

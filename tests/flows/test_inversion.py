@@ -158,3 +158,18 @@ def test_circular_lift_puts_root_in_unit_period(toys) -> None:
     assert ((result.x > -1e-10) & (result.x < 1 + 1e-10)).all()
     values, _ = transform(result.x, params)
     assert (values - y - lift).abs().max() < 1e-9
+
+
+@pytest.mark.parametrize("kind", ["smooth", "spline"])
+def test_real_interval_transforms_invert_outside_unit_interval(kind: str) -> None:
+    """Interval transforms continue monotonically beyond [0, 1]; the bracket follows."""
+    from flowff.transforms import make_transform
+
+    transform = make_transform(kind, circular=False)
+    generator = torch.Generator().manual_seed(7)
+    params = torch.randn(4, 2, transform.num_params, generator=generator).double()
+    y = torch.tensor([[-0.3, 1.7], [-5.0, 12.0], [1e-3, 0.999], [-1e-12, 1.0 + 1e-12]]).double()
+    result = solve_transform(transform, y, params, num_bins=4, tol=1e-12)
+    values, _ = transform(result.x, params)
+    assert ((values - y).abs() / y.abs().clamp_min(1.0)).max() < 1e-9
+    assert (result.x[:2] < 0).sum() == 2 and (result.x[:2] > 1).sum() == 2
