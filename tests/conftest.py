@@ -40,3 +40,15 @@ def small_model_file(tmp_path_factory, small_energy, small_config):
 def ala_structure():
     """(topology, positions (22, 3) nm) of the shipped alanine dipeptide."""
     return load_alanine_dipeptide()
+
+
+@pytest.fixture(scope="session")
+def tiny_reference_data(tmp_path_factory):
+    """A reference data folder of 2 replicas x 30 frames, 0.01 ps apart (seconds to make)."""
+    from flowff.data.reference import ReferenceMDConfig, generate_reference_data
+
+    out = tmp_path_factory.mktemp("tiny_ref")
+    cfg = ReferenceMDConfig(frames_per_chunk=10, save_interval_ps=0.01, equilibration_ps=0.1)
+    with alanine_dipeptide_pdb_path() as pdb:
+        generate_reference_data(out, pdb, n_replicas=2, ns_per_replica=3e-4, config=cfg)
+    return out
