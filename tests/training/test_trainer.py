@@ -50,9 +50,16 @@ def test_force_matching_training_lowers_the_force_error(tiny_reference_data, tmp
 
 
 def test_force_matching_reaches_every_parameter(tiny_reference_data, tmp_path) -> None:
-    """FM needs second derivatives of the flow: every parameter gets a gradient from FM alone."""
+    """FM needs second derivatives of the flow: every parameter gets a gradient from FM alone.
+
+    (At initialisation the conditioners' last layers are zero, which zeroes the hidden layers'
+    gradients of any loss, so the parameters are moved off the initialisation first.)"""
     trainer = Trainer(_config(tiny_reference_data, tmp_path, w_nll=0.0, w_fm=1.0),
                       progress=False)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in trainer.model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
     terms = trainer.loss_terms(trainer.train_x[:4], trainer.train_f[:4])
     assert set(terms) == {"fm", "loss"}
     terms["loss"].backward()
