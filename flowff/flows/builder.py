@@ -43,6 +43,8 @@ def build_coupling_flow(
     hidden: Sequence[int] = (64, 64),
     num_layers: int = 4,
     transform_kwargs: Mapping[str, Any] | None = None,
+    interval_transform_kwargs: Mapping[str, Any] | None = None,
+    circular_transform_kwargs: Mapping[str, Any] | None = None,
     inversion: InversionSettings | None = None,
     prior: Prior | None = None,
 ) -> Flow:
@@ -52,9 +54,12 @@ def build_coupling_flow(
     (transformed, conditioning) pair per layer (default :func:`alternating_halves_schedule`
     with ``num_layers``); ``transform_kind``: "smooth" (C-infinity bump mixtures,
     ``num_components`` components, numerical inverse) or "spline" (rational-quadratic splines,
-    ``num_components`` bins, analytic inverse); ``transform_kwargs`` go to
-    ``make_transform``; ``prior`` defaults to :class:`UniformPrior`. The flow starts near
-    the identity (conditioners output the transforms' identity parameters).
+    ``num_components`` bins, analytic inverse); ``transform_kwargs`` go to every
+    ``make_transform`` call, ``interval_transform_kwargs`` / ``circular_transform_kwargs``
+    only to interval / circular transforms (e.g. ``learn_boundary_derivatives`` of interval
+    splines). A layer gets a transform of a kind only if it transforms such coordinates.
+    ``prior`` defaults to :class:`UniformPrior`. The flow starts near the identity
+    (conditioners output the transforms' identity parameters).
     """
     from flowff.transforms import make_transform
 
@@ -73,15 +78,27 @@ def build_coupling_flow(
     if len(schedule) == 0:
         raise ValueError("schedule is empty: a flow needs at least one coupling layer")
     kwargs = {_RESOLUTION_KEYWORD[transform_kind]: num_components, **(transform_kwargs or {})}
+    per_kind = {
+        False: {**kwargs, **(interval_transform_kwargs or {})},
+        True: {**kwargs, **(circular_transform_kwargs or {})},
+    }
     layers = []
     for transformed, conditioning in schedule:
+        # (Out-of-range indices are left to CouplingLayer, which names the problem.)
+        circular_flags = {bool(mask[int(i)]) for i in transformed if 0 <= int(i) < dim}
+        transforms = {
+            circular: make_transform(transform_kind, circular=circular, **per_kind[circular])
+            if circular in circular_flags
+            else None
+            for circular in (False, True)
+        }
         layers.append(
             CouplingLayer(
                 mask,
                 transformed,
                 conditioning,
-                interval_transform=make_transform(transform_kind, circular=False, **kwargs),
-                circular_transform=make_transform(transform_kind, circular=True, **kwargs),
+                interval_transform=transforms[False],
+                circular_transform=transforms[True],
                 hidden=hidden,
                 inversion=inversion,
             )

@@ -1,7 +1,8 @@
 """Conditioner MLP: conditioning coordinates -> parameters of the element-wise transforms.
 
 Circular inputs are embedded as (cos 2 pi x, sin 2 pi x) so the parameters are smooth and
-periodic in them; interval inputs enter as they are. The network outputs every parameter of
+periodic in them; interval inputs x in [0, 1] enter centred, as 2 x - 1 in [-1, 1] (this trains
+noticeably faster than raw x on the toy ring densities). The network outputs every parameter of
 every transformed dimension, split into groups (e.g. interval dims and circular dims, which use
 different transforms): group g has shape (..., num_dims[g], num_params[g]). The last layer starts
 with zero weights and bias = the transforms' identity parameters, so the flow starts at (near)
@@ -74,9 +75,9 @@ class Conditioner(nn.Module):
             self.constant = nn.Parameter(torch.cat(biases).clone())
 
     def features(self, context: Tensor) -> Tensor:
-        """Network input: interval coordinates, then cos and sin of 2 pi x for circular ones."""
+        """Network input: 2 x - 1 of interval coordinates, then cos and sin of 2 pi x."""
         angles = (2.0 * math.pi) * context.index_select(-1, self.circular_index)
-        interval = context.index_select(-1, self.interval_index)
+        interval = 2.0 * context.index_select(-1, self.interval_index) - 1.0
         return torch.cat([interval, torch.cos(angles), torch.sin(angles)], dim=-1)
 
     def forward(self, context: Tensor) -> list[Tensor]:

@@ -251,3 +251,16 @@ def test_one_dimensional_flow_without_conditioning_inputs(toys, kind: str) -> No
     assert (difference - torch.round(difference)).abs().max() < 1e-10
     assert (log_det + log_det_inverse).abs().max() < 1e-8
     assert log_det.abs().max() > 1e-3
+
+
+def test_builder_creates_only_needed_transforms_with_per_kind_kwargs() -> None:
+    flow = build_coupling_flow(
+        4, [False, False, True, True], schedule=[([0, 1], [2, 3]), ([2, 3], [0, 1])],
+        transform_kind="spline", num_components=5,
+        interval_transform_kwargs={"learn_boundary_derivatives": True},
+    )
+    first, second = flow.layers
+    assert [g.circular for g in first.groups] == [False]
+    assert [g.circular for g in second.groups] == [True]
+    assert first.groups[0].transform.learn_boundary_derivatives
+    assert first.groups[0].transform.num_bins == 5 == second.groups[0].transform.num_bins
