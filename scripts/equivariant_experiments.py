@@ -3,9 +3,8 @@
 
 Stages (``--only`` picks some; all by default):
 
-* ``data``   Metropolis reference sets (supplement C.4): DW-4 and LJ-13 training pools, test
-             sets, and for LJ-13 a short (same size as the training trajectory) and a long
-             trajectory; independent chain blocks of one vectorised run.
+* ``data``   Metropolis reference sets (supplement C.4): DW-4 and LJ-13 training pools and test
+             sets, independent blocks of chains of one vectorised run, thinned.
 * ``fig3``   divergence estimators: Hutchinson error and wall time vs. particle count (Fig. 3a,c)
              and the DW-2 free-energy profile reweighted with exact vs. Hutchinson log q (3b).
 * ``fig5``   test/train NLL vs. training-set size for the kernel flow (eq), the MLP nODE
@@ -15,8 +14,11 @@ Stages (``--only`` picks some; all by default):
 * ``otd``    DTO (20-step RK4) vs. OTD (adaptive dopri5 with adjoint gradients) on DW-4
              (Fig. 4): NLL and function evaluations per iteration.
 * ``minima`` unique minima: DW-4 flows trained on one perturbed minimum (paper: the equivariant
-             flow finds all 5), and LJ-13 minima in the paper's energy bins for the training
-             trajectory, a short and a long MCMC trajectory and kernel-flow samples (Table 1).
+             flow finds all 5), and LJ-13 minima in the paper's energy bins (Table 1) for a
+             single-chain training trajectory of 1,000 consecutive Metropolis steps, an
+             independent short one of the same length, a long one of 100,000 steps (every
+             ``lj_long_stride``-th state minimised at the default scale) and 1,000 samples of a
+             kernel flow trained on the training trajectory.
 
 Tables are printed; JSON and PNGs go to ``--out`` (default results/equivariant); trained models
 and data go to ``--work`` (default runs/equivariant/<scale>, not committed) so an interrupted run
@@ -105,8 +107,10 @@ class Scale:
     dw4_minima_iterations: int
     dw4_minima_samples: int
     lj_flow_samples: int
-    lj_short: int
+    lj_trajectory: int
     lj_long: int
+    lj_long_stride: int
+    lj_minima_iterations: int
 
 
 SCALES = {
@@ -116,17 +120,17 @@ SCALES = {
         train_eval_max=32, chains=16, burn_in={"DW-4": 100, "LJ-13": 300},
         fig3_particles=(2, 4, 8), fig3_estimates=50, fig3_dw2_iterations=5,
         fig3_dw2_samples=200, kl_iterations=3, fig6_samples=100, otd_iterations=2,
-        dw4_minima_iterations=5, dw4_minima_samples=100, lj_flow_samples=20, lj_short=20,
-        lj_long=40,
+        dw4_minima_iterations=5, dw4_minima_samples=100, lj_flow_samples=20, lj_trajectory=20,
+        lj_long=200, lj_long_stride=5, lj_minima_iterations=2,
     ),
     "default": Scale(
         train_sizes=(10, 100, 1000, 10000), iterations={"DW-4": 120, "LJ-13": 40},
         test_eval={"DW-4": 2000, "LJ-13": 1000}, mlp_test_eval={"DW-4": 1000, "LJ-13": 256},
         train_eval_max=500, chains=128, burn_in={"DW-4": 1000, "LJ-13": 20000},
         fig3_particles=(2, 4, 8, 16, 32), fig3_estimates=1000, fig3_dw2_iterations=150,
-        fig3_dw2_samples=5000, kl_iterations=60, fig6_samples=2000, otd_iterations=10,
+        fig3_dw2_samples=5000, kl_iterations=60, fig6_samples=2000, otd_iterations=40,
         dw4_minima_iterations=100, dw4_minima_samples=2000, lj_flow_samples=1000,
-        lj_short=1000, lj_long=3000,
+        lj_trajectory=1000, lj_long=100000, lj_long_stride=25, lj_minima_iterations=100,
     ),
     "paper": Scale(
         train_sizes=(10, 100, 1000, 10000), iterations={"DW-4": 5000, "LJ-13": 5000},
@@ -136,7 +140,7 @@ SCALES = {
         fig3_estimates=1000, fig3_dw2_iterations=2000, fig3_dw2_samples=100000,
         kl_iterations=2000, fig6_samples=10000, otd_iterations=500,
         dw4_minima_iterations=2000, dw4_minima_samples=10000, lj_flow_samples=1000,
-        lj_short=1000, lj_long=100000,
+        lj_trajectory=1000, lj_long=100000, lj_long_stride=1, lj_minima_iterations=5000,
     ),
 }
 
@@ -194,8 +198,6 @@ class Runner:
             base = PROTOCOLS[name]
             protocol = MCMCProtocol(base.step_size, s.burn_in[name], base.thin)
             sizes = {"train": max(s.train_sizes), "test": s.test_eval[name]}
-            if name == "LJ-13":
-                sizes.update(short=s.lj_short, long=s.lj_long)
             print(f"[data] {name}: Metropolis {sizes}, step {protocol.step_size}, "
                   f"burn-in {protocol.burn_in}, thin {protocol.thin}")
             sets[name], rates[name] = independent_trajectories(
@@ -246,21 +248,24 @@ class Runner:
         s = self.scale
         gen = torch.Generator().manual_seed(self.seed)
         rows = []
+        n_configs = 4
         for n in tqdm(s.fig3_particles, desc="fig3 particles"):
             dist = GaussianRBF(equispaced(50, 0.0, 8.0), torch.tensor(0.5))
             time_rbf = GaussianRBF(equispaced(10, 0.0, 1.0), torch.tensor(0.3))
-            dyn = KernelDynamics(n, 2, dist, time_rbf, init_scale=1.0, generator=gen).double()
-            x = remove_mean(1.5 * math.sqrt(n) * torch.randn(1, n, 2, generator=gen,
+            dyn = KernelDynamics(n, 2, dist, time_rbf, init_scale=1.0,
+                                 generator=torch.Generator().manual_seed(self.seed)).double()
+            x = remove_mean(1.5 * math.sqrt(n) * torch.randn(n_configs, n, 2, generator=gen,
                                                              dtype=torch.float64))
             t = torch.tensor(0.5, dtype=torch.float64)
             with torch.no_grad():
                 _, exact = dyn(t, x)
             hutch = AutogradTrace(dyn, "hutchinson")
-            xs = x.repeat(s.fig3_estimates, 1, 1)
+            reps = max(1, s.fig3_estimates // n_configs)
+            xs = x.repeat(reps, 1, 1)
             hutch.set_noise(torch.randn(xs.shape, generator=gen, dtype=xs.dtype))
             with torch.no_grad():
                 _, est = hutch(t, xs)
-            err = (est - exact).numpy()
+            err = (est - exact.repeat(reps)).numpy()
             xb = remove_mean(1.5 * math.sqrt(n) * torch.randn(64, n, 2, generator=gen,
                                                               dtype=torch.float64))
             timings = {
@@ -268,15 +273,15 @@ class Runner:
                 "hutchinson": seconds_per_call(AutogradTrace(dyn, "hutchinson"), t, xb),
                 "brute-force": seconds_per_call(AutogradTrace(dyn, "exact"), t, xb),
             }
-            rows.append({"n_particles": n, "exact_divergence": float(exact),
-                         "hutchinson_error_std": float(err.std()),
+            rows.append({"n_particles": n, "exact_divergence": exact.tolist(),
+                         "hutchinson_error_rms": float(np.sqrt((err**2).mean())),
                          "hutchinson_error_mean": float(err.mean()), "seconds": timings})
         profile = self._fig3_dw2_profile()
         fig, ax = plt.subplots(1, 3, figsize=(13, 3.8))
         ns = [r["n_particles"] for r in rows]
-        ax[0].plot(ns, [r["hutchinson_error_std"] for r in rows], "o-")
+        ax[0].plot(ns, [r["hutchinson_error_rms"] for r in rows], "o-")
         ax[0].set(xscale="log", yscale="log", xlabel="particles (2-D)",
-                  ylabel="std of Hutchinson error", title="a) divergence estimate error")
+                  ylabel="RMS of Hutchinson error", title="a) divergence estimate error")
         d = np.array(profile["d"])
         for key, style in (("exact_profile", "k-"), ("closed_form", "C0o"),
                            ("hutchinson", "C3x")):
@@ -288,16 +293,19 @@ class Runner:
         ax[2].set(xscale="log", yscale="log", xlabel="particles (2-D)",
                   ylabel="seconds per v + div (batch 64)", title="c) wall time")
         ax[2].legend()
+        for axis in (ax[0], ax[2]):
+            axis.set_xticks(ns, [str(n) for n in ns])
+            axis.minorticks_off()
         fig.tight_layout()
         fig.savefig(self.out / "fig3_divergence.png", dpi=110)
         plt.close(fig)
         print("\nFig. 3: Hutchinson error and time per evaluation of v and div (batch 64)")
-        print(f"{'N':>4s}{'div':>10s}{'hutch std':>11s}{'closed [ms]':>13s}"
+        print(f"{'N':>4s}{'|div|':>10s}{'hutch rms':>11s}{'closed [ms]':>13s}"
               f"{'hutch [ms]':>12s}{'brute [ms]':>12s}")
         for r in rows:
             sec = r["seconds"]
-            print(f"{r['n_particles']:4d}{r['exact_divergence']:10.3f}"
-                  f"{r['hutchinson_error_std']:11.3f}{1e3 * sec['closed-form']:13.2f}"
+            print(f"{r['n_particles']:4d}{np.abs(r['exact_divergence']).mean():10.3f}"
+                  f"{r['hutchinson_error_rms']:11.3f}{1e3 * sec['closed-form']:13.2f}"
                   f"{1e3 * sec['hutchinson']:12.2f}{1e3 * sec['brute-force']:12.2f}")
         print(f"DW-2 profile RMSE vs exact: closed-form {profile['rmse_closed_form']:.3f} kT, "
               f"Hutchinson {profile['rmse_hutchinson']:.3f} kT; ESS fraction closed-form "
@@ -492,8 +500,8 @@ class Runner:
                 nll.append(float(loss.detach()))
                 if isinstance(flow.integrator, AdjointDopri5):
                     nfe.append(flow.integrator.nfe_forward + flow.integrator.nfe_backward)
-                else:
-                    nfe.append(4 * flow.integrator.n_steps * 2)
+                else:  # forward evaluations; backprop replays each of them once
+                    nfe.append(4 * flow.integrator.n_steps)
             results[solver] = {"batch_nll": nll, "nfe_per_iteration": nfe,
                                "seconds_per_iteration": float(np.mean(seconds)),
                                "test_nll": mean_nll(flow, test, batch_size=500)}
@@ -502,7 +510,8 @@ class Runner:
             ax[0].plot(r["batch_nll"], label=solver)
             ax[1].plot(r["nfe_per_iteration"], label=solver)
         ax[0].set(xlabel="iteration", ylabel="batch NLL", title="a) DTO vs OTD")
-        ax[1].set(xlabel="iteration", ylabel="function evaluations", title="b) NFE")
+        ax[1].set(xlabel="iteration", ylabel="function evaluations", title="b) NFE "
+                  "(dopri5: forward + adjoint solve; RK4: forward)")
         ax[0].legend()
         fig.tight_layout()
         fig.savefig(self.out / "fig4_dto_vs_otd.png", dpi=110)
@@ -519,8 +528,7 @@ class Runner:
         if self.done("minima"):
             return
         s = self.scale
-        sets = self.data()
-        result = {"DW-4": self._dw4_minima(), "LJ-13": self._lj13_minima(sets["LJ-13"])}
+        result = {"DW-4": self._dw4_minima(), "LJ-13": self._lj13_minima()}
         print("\nDW-4 unique minima from flows trained on one perturbed minimum")
         for model, r in result["DW-4"]["flows"].items():
             print(f"  {model:8s} {r['n_unique']} of {result['DW-4']['n_minima']} minima "
@@ -533,7 +541,9 @@ class Runner:
                   + f"   {paper}")
         self.save("minima", {"scale_sizes": {"dw4_samples": s.dw4_minima_samples,
                                              "lj_flow": s.lj_flow_samples,
-                                             "lj_short": s.lj_short, "lj_long": s.lj_long},
+                                             "lj_trajectory": s.lj_trajectory,
+                                             "lj_long": s.lj_long,
+                                             "lj_long_stride": s.lj_long_stride},
                              **result})
 
     def _dw4_minima(self) -> dict:
@@ -567,32 +577,49 @@ class Runner:
                                    "counts": found.counts.tolist()}
         return out
 
-    def _lj13_minima(self, sets: dict[str, torch.Tensor]) -> dict:
+    def _lj_trajectories(self) -> dict[str, torch.Tensor]:
+        """Single-chain Metropolis trajectories (every step kept) for training, short, long.
+
+        As in the paper's Sec. 7.5: the short trajectory has as many steps (target energy
+        evaluations) as the training trajectory, the long one 100 times more.
+        """
+        path = self.work / "lj13_minima_trajectories.pt"
+        if path.exists():
+            return torch.load(path)
+        s = self.scale
+        base = PROTOCOLS["LJ-13"]
+        protocol = MCMCProtocol(base.step_size, s.burn_in["LJ-13"], thin=1)
+        sizes = {"training": s.lj_trajectory, "short": s.lj_trajectory, "long": s.lj_long}
+        print(f"[minima] LJ-13 single-chain trajectories {sizes}, every step kept")
+        sets, rate = independent_trajectories(lj13(), sizes, seed=self.seed + 100,
+                                              chains_per_set=1, protocol=protocol,
+                                              progress=True)
+        sets["long"] = sets["long"][:: s.lj_long_stride].clone()
+        sets["acceptance"] = torch.tensor(rate)
+        torch.save(sets, path)
+        return sets
+
+    def _lj13_minima(self) -> dict:
         s = self.scale
         system = lj13()
-        size = 1000 if 1000 in s.train_sizes else max(s.train_sizes)
-        gen = torch.Generator().manual_seed(self.seed + size)
-        pool = sets["train"]
-        training = pool[torch.randperm(pool.shape[0], generator=gen)[:size]]
+        sets = self._lj_trajectories()
         flow = kernel_flow("LJ-13", seed=self.seed)
-        pre = self.work / "models" / f"fig5_LJ-13_eq_{size}.pt"
-        if pre.exists():
-            flow.load_state_dict(torch.load(pre)["state"])
-        else:
-            flow, _ = self.train_or_load("minima_lj13_eq", flow, training,
-                                         TrainConfig(n_iterations=s.iterations["LJ-13"]))
+        flow, info = self.train_or_load(
+            "minima_lj13_eq", flow, sets["training"],
+            TrainConfig(n_iterations=s.lj_minima_iterations, seed=self.seed))
         x_flow, _ = sample_flow(flow, s.lj_flow_samples, batch_size=500, seed=self.seed + 5)
-        counts, energies = {}, {}
-        for method, x in (("training", training), ("short", sets["short"]),
-                          ("long", sets["long"]), ("eq-flow", x_flow)):
+        counts, details = {}, {}
+        for method in ("training", "short", "long", "eq-flow"):
+            x = x_flow if method == "eq-flow" else sets[method]
             finite = torch.isfinite(system.energy(x))
             pos, e, ok = minimize(system, x[finite], progress=True)
             found = unique_minima(system, pos[ok], e[ok])
             counts[method] = found.count_in_bins(LJ_BINS)
-            energies[method] = {"lowest": float(found.energies.min()) if len(found.energies)
-                                else None, "n_unique": int(len(found.energies)),
-                                "n_samples": int(x.shape[0]), "n_converged": int(ok.sum())}
-        return {"bins": [list(b) for b in LJ_BINS], "counts": counts, "details": energies,
+            details[method] = {"lowest": float(found.energies.min()) if len(found.energies)
+                               else None, "n_unique": int(len(found.energies)),
+                               "n_minimised": int(x.shape[0]), "n_converged": int(ok.sum())}
+        return {"bins": [list(b) for b in LJ_BINS], "counts": counts, "details": details,
+                "flow_training": info, "acceptance": float(sets["acceptance"]),
                 "paper": PAPER_TABLE1}
 
 
@@ -621,10 +648,14 @@ def main(argv: list[str] | None = None) -> int:
         else:
             getattr(runner, stage)()
         print(f"[{stage}] {time.perf_counter() - start:.0f} s", flush=True)
+    stages = {
+        stage: json.loads((args.out / f"{stage}.json").read_text())
+        for stage in STAGES if (args.out / f"{stage}.json").exists()
+    }
     summary = {"scale": args.scale, "scale_settings": asdict(runner.scale),
-               "seconds": time.perf_counter() - t0, "stages": runner.summary}
+               "seconds_this_invocation": time.perf_counter() - t0, "stages": stages}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
-    print(f"total {summary['seconds']:.0f} s; results in {args.out}")
+    print(f"total {summary['seconds_this_invocation']:.0f} s; results in {args.out}")
     return 0
 
 
