@@ -219,3 +219,48 @@ def bounded_bump_steps(
     # 1 - sigmoid(-u) on the upper half: accurate autograd where sigmoid(u) rounds to 1.
     value = torch.where(u <= 0, rising, 1.0 - falling)
     return value, rising * falling * du * a
+
+
+def bounded_sigmoid_jet(
+    t: Tensor, inv_alpha: Tensor, beta: int, t_min: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The generalized sigmoid sigma(t; alpha) with the derivatives analytic forces need.
+
+    Same clamp and preconditions as :func:`bounded_bump_steps` (``alpha <= alpha_max``,
+    ``t_min = saturation_floor(alpha_max, beta)``); at clamped points every derivative is exactly
+    0 (it carries a factor sigmoid(u) sigmoid(-u) = 0), as the clamp's own derivative would give.
+    sigma equals :func:`bounded_bump_steps`' value up to rounding (u = v / alpha is computed as
+    v * (1 / alpha) here).
+
+    Args:
+        t: points, any shape; ``inv_alpha``: 1 / alpha, broadcastable to ``t``; ``beta``: 1 or 2.
+
+    Returns:
+        ``(sigma, d sigma/dt, d2 sigma/dt2, -alpha d sigma/d alpha,
+        -alpha d2 sigma/(dt d alpha))``, each of the broadcast shape (the alpha derivatives
+        scaled by -alpha).
+    """
+    t = t.clamp(t_min, 1.0 - t_min)
+    inv_t = t.reciprocal()
+    inv_s = (1.0 - t).reciprocal()
+    # u = v / alpha with v = log rho(t) - log rho(1 - t); du = v' / alpha; d2u = v'' / alpha
+    if beta == 1:
+        d_log_ratio = inv_t * inv_t + inv_s * inv_s
+        u = (inv_s - inv_t) * inv_alpha
+        du = d_log_ratio * inv_alpha
+        # v'' = 2 (1/s^3 - 1/t^3) = 2 v (v' + 1/t + 1/s), as 1/(t s) = 1/t + 1/s
+        d2u = 2.0 * u * (d_log_ratio + inv_t + inv_s)
+    else:
+        inv_t2 = inv_t * inv_t
+        inv_s2 = inv_s * inv_s
+        u = (inv_s2 - inv_t2) * inv_alpha
+        du = 2.0 * (inv_t2 * inv_t + inv_s2 * inv_s) * inv_alpha
+        d2u = 6.0 * (inv_s2 * inv_s2 - inv_t2 * inv_t2) * inv_alpha
+    rising = torch.sigmoid(u)
+    falling = torch.sigmoid(-u)
+    first = rising * falling  # logistic'(u)
+    second_du = first * (falling - rising) * du  # logistic''(u) du
+    d_sigma = first * du
+    d2_sigma = second_du * du + first * d2u
+    # u, du and d2u scale as 1/alpha: alpha d/d alpha = -(u d/du + du d/d(du) + ...)
+    return rising, d_sigma, d2_sigma, first * u, second_du * u + d_sigma

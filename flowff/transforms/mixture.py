@@ -33,6 +33,7 @@ from torch import Tensor
 from flowff.transforms.base import ElementwiseTransform
 from flowff.transforms.bumps import (
     bounded_bump_steps,
+    bounded_sigmoid_jet,
     bump_cdf,
     saturation_floor,
     wrapped_bump_cdf,
@@ -102,6 +103,8 @@ class SmoothMixtureTransform(ElementwiseTransform):
         self.register_buffer("value_signs", as_tensor(value_signs).unsqueeze(-1),
                              persistent=False)
         self.register_buffer("slope_mask", as_tensor(uses_x).unsqueeze(-1), persistent=False)
+        # d(f, f')/d(rotation) on the circle
+        self.register_buffer("rotation_derivative", as_tensor([[1.0], [0.0]]), persistent=False)
 
     def constrained_params(
         self, params: Tensor
@@ -164,6 +167,110 @@ class SmoothMixtureTransform(ElementwiseTransform):
             y = y + turns + params[..., -1]
         derivative = one_minus_c * mixed_density + c
         return y, torch.log(derivative)
+
+    @torch.jit.export
+    def forward_with_derivatives(
+        self, x: Tensor, params: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`forward` plus the local derivatives that analytic forces need (no autograd).
+
+        Args:
+            x: (..., d); params: (..., d, num_params), as for :meth:`forward`.
+
+        Returns:
+            ``(y, log f', f', d log f'/dx, dy/dparams, d log f'/dparams)``: the first four of shape
+            (..., d), the last two (..., d, num_params) (the map acts element-wise, so these are
+            the only non-zero Jacobian entries). ``y`` and ``log f'`` equal :meth:`forward`'s to
+            rounding. Derivatives w.r.t. every parameter, in the layout of ``params``.
+        """
+        self.check_shapes(x, params)
+        k = self.num_components
+        logits, squashed, tail = params.split([k, 3 * k, params.size(-1) - 4 * k], dim=-1)
+        weights = torch.softmax(logits, dim=-1)
+        unit = torch.sigmoid(squashed).unflatten(-1, [3, k]).movedim(-2, 0)  # (3, ..., d, K)
+        unit_a, b, unit_alpha = unit.unbind(0)  # (..., d, K) each
+        a = torch.exp(self.log_a_max * unit_a)
+        inv_alpha = (self.alpha_min + (self.alpha_max - self.alpha_min) * unit_alpha).reciprocal()
+        c_logit = tail[..., 0]
+        sigmoid_c = torch.sigmoid(c_logit)
+        sigmoid_minus_c = torch.sigmoid(-c_logit)
+        c = self.c_min + (1.0 - self.c_min) * sigmoid_c  # (..., d)
+        one_minus_c = (1.0 - self.c_min) * sigmoid_minus_c
+        if self.circular:
+            turns = torch.floor(x).detach()
+            position = x - turns
+        else:
+            turns = x  # unused on the interval
+            position = x
+        # evaluation points first: (P, ..., d, 1), so that point sums add contiguous blocks
+        point_shape = [-1] + [1] * (x.dim() + 1)
+        points = torch.addcmul(self.point_offset.to(x.dtype).view(point_shape),
+                               position.unsqueeze(-1),
+                               self.point_uses_x.to(x.dtype).view(point_shape))
+        scaled = a * (points - b)  # t - 1/2 = a (x_p - b), (P, ..., d, K)
+        steps, d_sigma, d2_sigma, alpha_d_sigma, alpha_d2_sigma = bounded_sigmoid_jet(
+            scaled + 0.5, inv_alpha, self.beta, self.t_min
+        )  # the alpha derivatives are -alpha d/d alpha
+        # With g = sigma(t), t = a (x - b) + 1/2: g' = a sigma', g'' = a^2 sigma'',
+        # a dg/da = sigma' (t - 1/2), dg/db = -a sigma', a dg'/da = a (sigma' + sigma'' (t - 1/2)),
+        # dg'/db = -a^2 sigma''. Sum the point quantities first, apply the factors after: the
+        # (log a, b, alpha) derivatives are (1, -a, -1/alpha) * (sums of quantities 1..3 for
+        # values, a * sums of 4..6 for slopes). (Quantity axes lead throughout: stacking along
+        # the last axis is a slow strided copy.)
+        quantities = torch.stack(
+            [steps, d_sigma * scaled, d_sigma, alpha_d_sigma, d_sigma + d2_sigma * scaled,
+             d2_sigma, alpha_d2_sigma], dim=1,
+        )  # (P, 7, ..., d, K)
+        if self.circular:
+            # points r - 1, r, r + 1, 0, 1: H = sum of the first three - the anchors; H' likewise
+            at_x = quantities[0] + quantities[1] + quantities[2]
+            wrapped = at_x - quantities[3] - quantities[4]
+            values = wrapped[0]
+            slopes = a * at_x[2]
+            curvatures = a * (a * at_x[5])
+            d_values = wrapped[1:4]
+            d_slopes = a * at_x[4:7]
+        else:
+            # points x, 0, 1: G = N / D (N = g(x) - g(0), D = g(1) - g(0)), dG = (dN - G dD) / D,
+            # dG' = (dg'(x) - G' dD) / D
+            at_x = quantities[0]
+            numerator = at_x - quantities[1]
+            span = quantities[2] - quantities[1]
+            inv_span = span[0].reciprocal()
+            values = numerator[0] * inv_span
+            a_over_span = a * inv_span
+            slopes = a_over_span * at_x[2]
+            curvatures = a * (a_over_span * at_x[5])
+            d_span = span[1:4]
+            d_values = (numerator[1:4] - values * d_span) * inv_span
+            d_slopes = a_over_span * at_x[4:7] - (slopes * inv_span) * d_span
+        # mix the K components: sums of w_k (G, G', G''), (3, ..., d)
+        mixed = (torch.stack([values, slopes, curvatures]) * weights).sum(-1)
+        y = one_minus_c * mixed[0] + c * position
+        derivative = one_minus_c * mixed[1] + c
+        d_log_derivative_dx = one_minus_c * mixed[2] / derivative
+        # d(f, f')/dparams, blocks in the layout of params; (1 - c) w_k d(log a, b, alpha)/d(raw)
+        # with the factors (1, -a, -1/alpha) of the sums above
+        share = one_minus_c.unsqueeze(-1) * weights
+        factors = torch.stack([torch.full_like(a, self.log_a_max), -a,
+                               (self.alpha_min - self.alpha_max) * inv_alpha])
+        chain = unit * (1.0 - unit) * factors * share  # (3, ..., d, K)
+        d_logits = share * (torch.stack([values, slopes]) - mixed[0:2].unsqueeze(-1))
+        d_squashed = chain * torch.stack([d_values, d_slopes])  # (2, 3, ..., d, K)
+        d_c_logit = ((1.0 - self.c_min) * sigmoid_c * sigmoid_minus_c) * (
+            torch.stack([position, torch.ones_like(position)]) - mixed[0:2]
+        )  # (2, ..., d)
+        blocks = [
+            d_logits.movedim(0, -2),
+            d_squashed.movedim([0, 1], [-3, -2]).flatten(-2),
+            d_c_logit.movedim(0, -1).unsqueeze(-1),
+        ]
+        if self.circular:
+            y = y + turns + params[..., -1]
+            blocks.append(self.rotation_derivative.to(x.dtype).expand(blocks[2].shape))
+        jacobian = torch.cat(blocks, dim=-1)  # (..., d, 2, num_params)
+        return (y, torch.log(derivative), derivative, d_log_derivative_dx,
+                jacobian.select(-2, 0), jacobian.select(-2, 1) / derivative.unsqueeze(-1))
 
     def identity_params(self, dtype: torch.dtype | None = None) -> Tensor:
         """Unconstrained parameters, shape (num_params,), of a map close to the identity on [0, 1].
