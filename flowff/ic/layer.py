@@ -59,7 +59,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from flowff.ic.geometry import angle_and_log_sin, dihedral, distance, place_atom
+from flowff.ic.geometry import (
+    DIHEDRAL_DEGENERATE_SQ,
+    NORM_FLOOR_SQ,
+    angle_and_log_sin,
+    dihedral,
+    distance,
+    place_atom,
+)
 from flowff.ic.zmatrix import ZMatrix
 
 #: Default bond interval in nm.
@@ -159,6 +166,22 @@ class InternalCoordinates(nn.Module):
         mask = torch.zeros(self.dim, dtype=torch.bool)
         mask[self.n_bonds + self.n_angles:] = True
         self.register_buffer("circular_mask", mask, persistent=False)
+        # forward_with_derivatives: the atoms of every term in one gather, and the atoms of the
+        # (dim, 4) local derivative slots (bonds use 2, angles 3, torsions 4; unused slots point
+        # at atom 0 with zero derivatives)
+        self.register_buffer(
+            "term_atoms",
+            torch.cat([self.bond_atoms.flatten(), self.angle_atoms.flatten(),
+                       self.torsion_atoms.flatten()]),
+            persistent=False,
+        )
+        slots = torch.zeros(self.dim, 4, dtype=long)
+        slots[: self.n_bonds, :2] = self.bond_atoms
+        slots[self.n_bonds : self.n_bonds + self.n_angles, :3] = self.angle_atoms
+        slots[self.n_bonds + self.n_angles :] = self.torsion_atoms
+        self.register_buffer("derivative_atoms", slots, persistent=False)
+        self.norm_floor_sq = NORM_FLOOR_SQ
+        self.dihedral_degenerate_sq = DIHEDRAL_DEGENERATE_SQ
         self._placement_levels = _placement_levels(zmatrix)
 
     # --------------------------------------------------------------------------- descriptions
@@ -254,6 +277,118 @@ class InternalCoordinates(nn.Module):
         )
         log_det = -(2.0 * torch.log(bonds).sum(dim=-1) + log_sin.sum(dim=-1)) - self.log_normalizer
         return h, log_det
+
+    @torch.jit.export
+    def forward_with_derivatives(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`forward` plus its derivatives w.r.t. the positions, without autograd.
+
+        Args:
+            x: (batch, n_atoms, 3) nm.
+
+        Returns:
+            ``(h (batch, dim), log_det (batch,), dh_dx (batch, dim, 4, 3),
+            dlog_det_dx (batch, dim, 4, 3))``: ``dh_dx[:, j, m]`` is dh_j / d x[atom] (per nm)
+            for ``atom = derivative_atoms[j, m]``, and ``dlog_det_dx[:, j, m]`` the same for the
+            log-det term of coordinate j (bonds and angles; zero for torsions and unused slots).
+            h and log_det equal :meth:`forward`'s to rounding.
+        """
+        if x.dim() != 3 or x.size(2) != 3 or x.size(1) != self.n_atoms:
+            raise ValueError(
+                f"positions must have shape (batch, {self.n_atoms}, 3) in nm, got {x.shape}"
+            )
+        batch = x.size(0)
+        n_bonds, n_angles, n_torsions = self.n_bonds, self.n_angles, self.n_torsions
+        points = x.index_select(1, self.term_atoms)
+        bond_points = points.narrow(1, 0, 2 * n_bonds).unflatten(1, [n_bonds, 2])
+        angle_points = points.narrow(1, 2 * n_bonds, 3 * n_angles).unflatten(1, [n_angles, 3])
+        torsion_points = points.narrow(1, 2 * n_bonds + 3 * n_angles, 4 * n_torsions).unflatten(
+            1, [n_torsions, 4]
+        )
+        derivatives = x.new_zeros(batch, self.dim, 2, 4, 3)  # [dh, dlog_det] per slot
+
+        # bonds: d = |p0 - p1|, log-det term -2 log d
+        p0, p1 = bond_points.unbind(2)
+        bond_vector = p0 - p1
+        bonds = torch.sqrt((bond_vector * bond_vector).sum(dim=-1) + self.norm_floor_sq)
+        unit = bond_vector / bonds.unsqueeze(-1)
+        unit_pair = torch.stack([unit, -unit], dim=-2)  # d d / d(p0, p1)
+        bond_slots = derivatives.narrow(1, 0, n_bonds).narrow(3, 0, 2)
+        bond_slots[:, :, 0] = unit_pair / self.bond_width
+        bond_slots[:, :, 1] = unit_pair * (-2.0 / bonds).unsqueeze(-1).unsqueeze(-1)
+
+        # angles: theta = atan2(n, m), n = |u x v|, m = u . v; log-det term -log sin theta
+        p, vertex, q = angle_points.unbind(2)
+        u = p - vertex
+        v = q - vertex
+        cross = torch.linalg.cross(u, v, dim=-1)
+        cross_norm = torch.sqrt((cross * cross).sum(dim=-1) + self.norm_floor_sq)
+        dot = (u * v).sum(dim=-1)
+        angles = torch.atan2(cross_norm, dot)
+        squared = cross_norm * cross_norm + dot * dot
+        log_sin = torch.log(cross_norm) - 0.5 * torch.log(squared)
+        # dn/d(u, v) = (v x c, c x u) / n and dm/d(u, v) = (v, u)
+        d_norm = torch.linalg.cross(
+            torch.stack([v, cross], dim=-2), torch.stack([cross, u], dim=-2), dim=-1
+        ) / cross_norm.unsqueeze(-1).unsqueeze(-1)
+        d_dot = torch.stack([v, u], dim=-2)
+        inv_squared = squared.reciprocal().unsqueeze(-1).unsqueeze(-1)
+        m = dot.unsqueeze(-1).unsqueeze(-1)
+        n = cross_norm.unsqueeze(-1).unsqueeze(-1)
+        d_angle = (m * d_norm - n * d_dot) * inv_squared  # d theta / d(u, v)
+        # log sin = log n - log(n^2 + m^2) / 2
+        d_log_sin = d_norm / n - (n * d_norm + m * d_dot) * inv_squared
+        angle_slots = derivatives.narrow(1, n_bonds, n_angles).narrow(3, 0, 3)
+        for slot, d_uv in ((0, d_angle / self.angle_width), (1, -d_log_sin)):
+            d_u, d_v = d_uv.unbind(-2)
+            angle_slots[:, :, slot] = torch.stack([d_u, -(d_u + d_v), d_v], dim=-2)
+
+        # torsions: phi = atan2(y, x), y = (b1 . (b2 x b3)) |b2|, x = (b2 x b3) . (b1 x b2)
+        t0, t1, t2, t3 = torsion_points.unbind(2)
+        b1 = t1 - t0
+        b2 = t2 - t1
+        b3 = t3 - t2
+        c1 = torch.linalg.cross(b2, b3, dim=-1)
+        c2 = torch.linalg.cross(b1, b2, dim=-1)
+        b2_norm = torch.sqrt((b2 * b2).sum(dim=-1) + self.norm_floor_sq)
+        triple = (b1 * c1).sum(dim=-1)
+        y = triple * b2_norm
+        x_dih = (c1 * c2).sum(dim=-1)
+        squared_yx = x_dih * x_dih + y * y
+        degenerate = squared_yx <= self.dihedral_degenerate_sq
+        safe_x = torch.where(degenerate, torch.ones_like(x_dih), x_dih)
+        safe_y = torch.where(degenerate, torch.zeros_like(y), y)
+        torsions = torch.where(degenerate, torch.zeros_like(x_dih), torch.atan2(safe_y, safe_x))
+        # dy/db_k and dx/db_k, k = 1, 2, 3
+        crosses = torch.linalg.cross(
+            torch.stack([b3, b2, b3, c1, c2], dim=-2), torch.stack([b1, c1, c2, b1, b2], dim=-2),
+            dim=-1,
+        )
+        b3_b1, b2_c1, b3_c2, c1_b1, c2_b2 = crosses.unbind(-2)
+        norm = b2_norm.unsqueeze(-1)
+        d_y = torch.stack([norm * c1, norm * b3_b1 + (triple.unsqueeze(-1) / norm) * b2,
+                           norm * c2], dim=-2)
+        d_x = torch.stack([b2_c1, b3_c2 + c1_b1, c2_b2], dim=-2)
+        scale = torch.where(degenerate, torch.zeros_like(squared_yx),
+                            (1.0 / (2.0 * math.pi)) / torch.where(degenerate,
+                                                                   torch.ones_like(squared_yx),
+                                                                   squared_yx))
+        d_phi = (safe_x.unsqueeze(-1).unsqueeze(-1) * d_y
+                 - safe_y.unsqueeze(-1).unsqueeze(-1) * d_x) * scale.unsqueeze(-1).unsqueeze(-1)
+        d_b1, d_b2, d_b3 = d_phi.unbind(-2)
+        derivatives.narrow(1, n_bonds + n_angles, n_torsions)[:, :, 0] = torch.stack(
+            [-d_b1, d_b1 - d_b2, d_b2 - d_b3, d_b3], dim=-2
+        )
+
+        h = torch.cat(
+            [
+                (bonds - self.bond_lo) / self.bond_width,
+                (angles - self.angle_lo) / self.angle_width,
+                torch.remainder(torsions + math.pi, 2.0 * math.pi) / (2.0 * math.pi),
+            ],
+            dim=-1,
+        )
+        log_det = -(2.0 * torch.log(bonds).sum(dim=-1) + log_sin.sum(dim=-1)) - self.log_normalizer
+        return h, log_det, derivatives.select(2, 0), derivatives.select(2, 1)
 
     # ----------------------------------------------------------------------------- sampling
 
