@@ -56,6 +56,12 @@ class Conditioner(nn.Module):
         self.num_outputs = sum(d * p for d, p in zip(self.num_dims, self.num_params, strict=True))
         num_features = int(self.interval_index.numel()) + 2 * int(self.circular_index.numel())
         self.has_inputs = num_features > 0
+        # the context column each feature depends on (see features_and_slopes)
+        self.register_buffer(
+            "feature_inputs",
+            torch.cat([self.interval_index, self.circular_index, self.circular_index]),
+            persistent=False,
+        )
         layers: list[nn.Module] = []
         width_in = num_features
         if self.has_inputs:
@@ -79,6 +85,22 @@ class Conditioner(nn.Module):
         angles = (2.0 * math.pi) * context.index_select(-1, self.circular_index)
         interval = 2.0 * context.index_select(-1, self.interval_index) - 1.0
         return torch.cat([interval, torch.cos(angles), torch.sin(angles)], dim=-1)
+
+    @torch.jit.export
+    def features_and_slopes(self, context: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`features` (..., n_features) and the derivative of each feature w.r.t. its one
+        context coordinate, ``context[..., feature_inputs[j]]`` (..., n_features); for analytic
+        gradients (flowff.energy.md_energy). Keep in step with :meth:`features` (a test compares
+        the two, and the slopes with autograd)."""
+        angles = (2.0 * math.pi) * context.index_select(-1, self.circular_index)
+        interval = 2.0 * context.index_select(-1, self.interval_index) - 1.0
+        cos = torch.cos(angles)
+        sin = torch.sin(angles)
+        features = torch.cat([interval, cos, sin], dim=-1)
+        slopes = torch.cat(
+            [torch.full_like(interval, 2.0), (-2.0 * math.pi) * sin, (2.0 * math.pi) * cos], dim=-1
+        )
+        return features, slopes
 
     def forward(self, context: Tensor) -> list[Tensor]:
         if context.size(-1) != self.num_inputs:
