@@ -53,11 +53,26 @@ def _freeze(model: torch.nn.Module) -> torch.nn.Module:
         return torch.jit.freeze(torch.jit.script(model.eval()))
 
 
-#: name -> builder of the timed module from the eager FlowEnergy.
+def _md_eager(model: torch.nn.Module) -> torch.nn.Module:
+    from flowff.energy.md_energy import MDFlowEnergy
+
+    return MDFlowEnergy(model)
+
+
+def _md_script(model: torch.nn.Module) -> torch.nn.Module:
+    from flowff.energy.md_energy import export_for_md
+
+    return export_for_md(model)
+
+
+#: name -> builder of the timed module from the eager FlowEnergy. ``md-*``: MDFlowEnergy
+#: (analytic forces), eager and as exported for OpenMM (scripted).
 VARIANTS: dict[str, Callable[[torch.nn.Module], torch.nn.Module]] = {
     "eager": lambda model: model,
     "script": _script,
     "freeze": _freeze,
+    "md-eager": _md_eager,
+    "md-script": _md_script,
 }
 
 
