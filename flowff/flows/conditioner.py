@@ -93,9 +93,12 @@ class Conditioner(nn.Module):
         gradients (flowff.energy.md_energy). Keep in step with :meth:`features` (a test compares
         the two, and the slopes with autograd)."""
         angles = (2.0 * math.pi) * context.index_select(-1, self.circular_index)
-        interval = 2.0 * context.index_select(-1, self.interval_index) - 1.0
         cos = torch.cos(angles)
         sin = torch.sin(angles)
+        if self.interval_index.numel() == 0:  # common case, fewer operations
+            return (torch.cat([cos, sin], dim=-1),
+                    torch.cat([(-2.0 * math.pi) * sin, (2.0 * math.pi) * cos], dim=-1))
+        interval = 2.0 * context.index_select(-1, self.interval_index) - 1.0
         features = torch.cat([interval, cos, sin], dim=-1)
         slopes = torch.cat(
             [torch.full_like(interval, 2.0), (-2.0 * math.pi) * sin, (2.0 * math.pi) * cos], dim=-1

@@ -258,15 +258,13 @@ class InternalCoordinates(nn.Module):
             )
         if not x.is_floating_point():
             raise ValueError(f"positions must be a floating-point tensor, got {x.dtype}")
-        bonds = distance(x[:, self.bond_atoms[:, 0]], x[:, self.bond_atoms[:, 1]])
-        angles, log_sin = angle_and_log_sin(
-            x[:, self.angle_atoms[:, 0]], x[:, self.angle_atoms[:, 1]],
-            x[:, self.angle_atoms[:, 2]],
-        )
-        torsions = dihedral(
-            x[:, self.torsion_atoms[:, 0]], x[:, self.torsion_atoms[:, 1]],
-            x[:, self.torsion_atoms[:, 2]], x[:, self.torsion_atoms[:, 3]],
-        )
+        bond_points, angle_points, torsion_points = self._term_points(x)
+        p0, p1 = bond_points.unbind(2)
+        bonds = distance(p0, p1)
+        p, vertex, q = angle_points.unbind(2)
+        angles, log_sin = angle_and_log_sin(p, vertex, q)
+        t0, t1, t2, t3 = torsion_points.unbind(2)
+        torsions = dihedral(t0, t1, t2, t3)
         h = torch.cat(
             [
                 (bonds - self.bond_lo) / self.bond_width,
@@ -277,6 +275,19 @@ class InternalCoordinates(nn.Module):
         )
         log_det = -(2.0 * torch.log(bonds).sum(dim=-1) + log_sin.sum(dim=-1)) - self.log_normalizer
         return h, log_det
+
+    def _term_points(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Positions of the atoms of every bond, angle and torsion, gathered at once:
+        (batch, n_bonds, 2, 3), (batch, n_angles, 3, 3), (batch, n_torsions, 4, 3)."""
+        n_bonds, n_angles, n_torsions = self.n_bonds, self.n_angles, self.n_torsions
+        points = x.index_select(1, self.term_atoms)
+        return (
+            points.narrow(1, 0, 2 * n_bonds).unflatten(1, [n_bonds, 2]),
+            points.narrow(1, 2 * n_bonds, 3 * n_angles).unflatten(1, [n_angles, 3]),
+            points.narrow(1, 2 * n_bonds + 3 * n_angles, 4 * n_torsions).unflatten(
+                1, [n_torsions, 4]
+            ),
+        )
 
     @torch.jit.export
     def forward_with_derivatives(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -298,12 +309,7 @@ class InternalCoordinates(nn.Module):
             )
         batch = x.size(0)
         n_bonds, n_angles, n_torsions = self.n_bonds, self.n_angles, self.n_torsions
-        points = x.index_select(1, self.term_atoms)
-        bond_points = points.narrow(1, 0, 2 * n_bonds).unflatten(1, [n_bonds, 2])
-        angle_points = points.narrow(1, 2 * n_bonds, 3 * n_angles).unflatten(1, [n_angles, 3])
-        torsion_points = points.narrow(1, 2 * n_bonds + 3 * n_angles, 4 * n_torsions).unflatten(
-            1, [n_torsions, 4]
-        )
+        bond_points, angle_points, torsion_points = self._term_points(x)
         derivatives = x.new_zeros(batch, self.dim, 2, 4, 3)  # [dh, dlog_det] per slot
 
         # bonds: d = |p0 - p1|, log-det term -2 log d

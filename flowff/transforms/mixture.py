@@ -197,7 +197,7 @@ class SmoothMixtureTransform(ElementwiseTransform):
         c = self.c_min + (1.0 - self.c_min) * sigmoid_c  # (..., d)
         one_minus_c = (1.0 - self.c_min) * sigmoid_minus_c
         if self.circular:
-            turns = torch.floor(x).detach()
+            turns = torch.floor(x)  # (zero derivative: no detach needed)
             position = x - turns
         else:
             turns = x  # unused on the interval
