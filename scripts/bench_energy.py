@@ -3,10 +3,12 @@
 
 One call = ``energy = module(positions (R * 22, 3) nm)`` plus ``torch.autograd.grad(energy,
 positions)``, what openmm-torch's TorchForce does every MD step. Variants: ``eager`` (the
-nn.Module), ``script`` (torch.jit.script), ``freeze`` (torch.jit.freeze of the scripted module in
-eval mode), for R replicas in one
-call, computing in float64 and float32 (positions are passed as float64, as OpenMM's CPU
-platforms do). Each configuration is warmed up (TorchScript optimises during its first calls),
+FlowEnergy nn.Module), ``script`` (torch.jit.script of it), ``freeze`` (torch.jit.freeze of the
+scripted module in eval mode), ``md-eager`` and ``md-script`` (flowff.energy.md_energy's
+MDFlowEnergy with analytic forces, eager and as ``export_for_md`` ships it to OpenMM), for R
+replicas in one call, computing in float64 and float32 (positions are passed as float64, as
+OpenMM's CPU platforms do). ``|dF|max`` checks every variant's forces against eager FlowEnergy's
+(same dtype). Each configuration is warmed up (TorchScript optimises during its first calls),
 then timed call by call; the table gives the median wall-clock time per call in ms, the median
 and minimum process CPU time (less disturbed by other processes), wall ms per replica, and the
 ratio of CPU medians to the first variant measured in the same run. The machine is shared and
@@ -15,7 +17,7 @@ noisy: compare ratios within one run. ``--ops`` adds the number of aten operator
 
     python scripts/bench_energy.py                        # R = 1, 8, 64; both dtypes; 1 thread
     python scripts/bench_energy.py --replicas 1 --json results/bench/energy.json
-    python scripts/bench_energy.py --model ala2.pt --variants freeze --dtypes float64
+    python scripts/bench_energy.py --model ala2.pt --variants freeze,md-script --dtypes float64
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import platform as host
 import statistics
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -154,8 +157,11 @@ def count_ops(module: Any, positions: torch.Tensor) -> int:
     from torch.profiler import ProfilerActivity, profile
 
     energy_and_forces(module, positions)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        energy_and_forces(module, positions)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Warning: Profiler clears events",
+                                category=UserWarning)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            energy_and_forces(module, positions)
     return sum(event.count for event in prof.key_averages() if event.key.startswith("aten::"))
 
 
