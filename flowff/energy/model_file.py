@@ -38,7 +38,8 @@ def save_model(
     metadata: dict[str, Any],
     eager_state: dict[str, Any] | None = None,
 ) -> Path:
-    """Script ``module`` and write it with ``metadata`` (and ``eager_state``) atomically."""
+    """Script ``module`` (unless it already is) and write it with ``metadata`` (and
+    ``eager_state``) atomically."""
     meta = {
         "format": MODEL_FORMAT,
         "format_version": MODEL_FORMAT_VERSION,
@@ -52,8 +53,10 @@ def save_model(
         buf = io.BytesIO()
         torch.save(eager_state, buf)
         extra[EAGER_FILE] = buf.getvalue()
-    with quiet_jit():
-        scripted = torch.jit.script(module)
+    scripted = module
+    if not isinstance(module, torch.jit.ScriptModule):
+        with quiet_jit():
+            scripted = torch.jit.script(module)
     with atomic_path(path) as tmp:
         with quiet_jit():
             torch.jit.save(scripted, str(tmp), _extra_files=extra)
