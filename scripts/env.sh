@@ -40,10 +40,13 @@ if [ ! -f "$env_dir/.flowff-complete" ]; then
   touch "$env_dir/.flowff-complete"
 fi
 
-# Point the environment at this checkout (editable install, no dependencies: seconds).
-installed="$("$env_dir/bin/python" -c 'import flowff, os; print(os.path.dirname(os.path.dirname(flowff.__file__)))' 2>/dev/null || true)"
-if [ "$installed" != "$repo" ]; then
+# Point the environment at this checkout (editable install, no dependencies: seconds); redone
+# when the checkout moves or its pyproject.toml changes (entry points, package data).
+stamp="$env_dir/.flowff-editable-$(printf '%s' "$repo" "$(cat "$repo/pyproject.toml")" | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  rm -f "$env_dir"/.flowff-editable-*
   "$env_dir/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e "$repo" >&2
+  touch "$stamp"
 fi
 flock -u 9
 echo "$env_dir"
