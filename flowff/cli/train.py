@@ -59,7 +59,8 @@ def config_from_args(args: argparse.Namespace):
                         ("batch_size", "batch_size"), ("lr", "lr"), ("lr_gamma", "lr_gamma"),
                         ("clip_grad_norm", "clip_grad_norm"),
                         ("max_frames_per_replica", "max_frames_per_replica"),
-                        ("val_every", "val_every_steps"), ("block_ps", "block_ps"), ("seed", "seed"),
+                        ("val_every", "val_every_steps"), ("block_ps", "block_ps"),
+                        ("seed", "seed"),
                         ("device", "device")]:
         value = getattr(args, option)
         if value is not None:
