@@ -15,14 +15,16 @@ constant) and computes its gradient by hand, in one sweep without autograd:
 
 The internal-coordinate layer supplies its derivatives too
 (:meth:`flowff.ic.layer.InternalCoordinates.forward_with_derivatives`), giving du/dx. Autograd
-only sees the last step: the returned energy is
+only sees the last step: with x0 a copy of the positions x made under ``torch.no_grad()``, the
+returned energy is
 
-    kT * (u_value + sum(du/dx * (x - x.detach())))
+    kT * (u_value + sum(du/dx * (x - x0)))
 
 whose value is kT u (the second term is exactly 0) and whose gradient w.r.t. the positions is
-kT du/dx, minus the exact force. Higher derivatives (Hessians, gradients of forces w.r.t.
-parameters for force matching) are *not* available from this module: train with FlowEnergy, run
-MD with this one. (``torch.jit.freeze`` must not be applied: it drops ``detach``.)
+kT du/dx, minus the exact force. (Not ``x.detach()``: openmm-torch runs ``torch.jit.freeze`` on
+the module, and freezing deletes ``detach``; a no_grad block survives it.) Higher derivatives
+(Hessians, gradients of forces w.r.t. parameters for force matching) are *not* available from
+this module: train with FlowEnergy, run MD with this one.
 Supported flows: coupling layers with smooth mixture transforms and Linear/SiLU conditioners
 (the paper's architecture); anything else raises ``TypeError``.
 """
@@ -234,25 +236,30 @@ class MDFlowEnergy(nn.Module):
         if not bool(torch.isfinite(positions).all()):
             raise ValueError("positions contain NaN or infinite values")
         x = positions.to(self.dtype).reshape(-1, self.n_atoms, 3)
-        h, log_det_ic, dh_dx, d_log_det_dx = self.ic.forward_with_derivatives(x.detach())
-        # conf(z) - log|dz/dh| in kT and its gradient w.r.t. h (no autograd: constant parameters)
-        flow_part, grad_h = self.flow(h)
-        energy = self.kT * (flow_part - log_det_ic).sum()
+        # Everything below runs without autograd. A no_grad block, not detach(): openmm-torch
+        # applies torch.jit.freeze, which deletes detach() (and autograd would then record and
+        # differentiate the whole analytic computation: right forces, 4x slower).
+        with torch.no_grad():
+            constant_x = x.clone()
+            h, log_det_ic, dh_dx, d_log_det_dx = self.ic.forward_with_derivatives(constant_x)
+            # conf(z) - log|dz/dh| in kT and its gradient w.r.t. h
+            flow_part, grad_h = self.flow(h)
+            energy = self.kT * (flow_part - log_det_ic).sum()
+            # du/dx = du/dh dh/dx - d log_det/dx, gathered from the (dim, 4) derivative slots
+            slots = grad_h.unsqueeze(-1).unsqueeze(-1) * dh_dx - d_log_det_dx
+            grad_x = torch.zeros_like(x).index_add(
+                1, self.ic.derivative_atoms.flatten(), slots.flatten(1, 2)
+            )
         if not x.requires_grad:
             return energy
-        # du/dx = du/dh dh/dx - d log_det/dx, gathered from the (dim, 4) derivative slots
-        slots = grad_h.unsqueeze(-1).unsqueeze(-1) * dh_dx - d_log_det_dx
-        grad_x = torch.zeros_like(x).index_add(
-            1, self.ic.derivative_atoms.flatten(), slots.flatten(1, 2)
-        )
-        return energy + self.kT * (grad_x * (x - x.detach())).sum()
+        return energy + self.kT * (grad_x * (x - constant_x)).sum()
 
 
 def export_for_md(energy: FlowEnergy) -> torch.jit.ScriptModule:
     """The TorchScript module OpenMM should run: :class:`MDFlowEnergy` of ``energy``, scripted.
 
-    Not frozen: ``torch.jit.freeze`` drops ``detach`` (it assumes inference), which would erase
-    the flow's part of the forces.
+    openmm-torch freezes it (``torch.jit.freeze``) when the Context is created; the module is
+    written to stay fast and exact when frozen (tested).
     """
     with quiet_jit():
         return torch.jit.script(MDFlowEnergy(energy).eval())

@@ -87,6 +87,36 @@ def test_replicas_get_the_forces_of_single_molecules(paper_energy) -> None:
                                    rtol=0.0, atol=1e-10)
 
 
+def _autograd_nodes(tensor: torch.Tensor) -> int:
+    seen: set = set()
+    stack = [tensor.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            stack += [parent for parent, _ in node.next_functions]
+    return len(seen)
+
+
+def test_exported_module_stays_analytic_when_frozen(small_energy) -> None:
+    """openmm-torch freezes the module; freezing deletes detach(). The forces must stay exact and
+    autograd must still see only the last few operations, not the whole analytic computation."""
+    from flowff._torchscript import quiet_jit
+
+    exported = export_for_md(small_energy)
+    with quiet_jit():
+        frozen = torch.jit.freeze(export_for_md(small_energy))
+    positions = _replicas(2, seed=8)
+    _, expected = _energy_and_gradient(small_energy, positions)
+    for module in (exported, frozen):
+        for _ in range(3):  # past TorchScript's profiling runs
+            _, gradient = _energy_and_gradient(module, positions)
+        torch.testing.assert_close(gradient, expected, rtol=0.0,
+                                   atol=1e-11 * float(expected.abs().max()))
+        energy = module(positions.clone().requires_grad_(True))
+        assert _autograd_nodes(energy) <= 10
+
+
 def test_export_runs_in_openmm_with_replicas(paper_energy) -> None:
     """TorchForce with the exported module: OpenMM forces are FlowEnergy's autograd forces."""
     replicas = 2
