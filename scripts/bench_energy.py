@@ -4,8 +4,9 @@
 One call = ``energy = module(positions (R * 22, 3) nm)`` plus ``torch.autograd.grad(energy,
 positions)``, what openmm-torch's TorchForce does every MD step. Variants: ``eager`` (the
 FlowEnergy nn.Module), ``script`` (torch.jit.script of it), ``freeze`` (torch.jit.freeze of the
-scripted module in eval mode), ``md-eager`` and ``md-script`` (flowff.energy.md_energy's
-MDFlowEnergy with analytic forces, eager and as ``export_for_md`` ships it to OpenMM), for R
+scripted module in eval mode), ``md-eager``, ``md-script`` and ``md-freeze``
+(flowff.energy.md_energy's MDFlowEnergy with analytic forces: eager, as ``export_for_md`` writes
+it into model files, and frozen as openmm-torch's TorchForce runs it), for R
 replicas in one call, computing in float64 and float32 (positions are passed as float64, as
 OpenMM's CPU platforms do). ``|dF|max`` checks every variant's forces against eager FlowEnergy's
 (same dtype). Each configuration is warmed up (TorchScript optimises during its first calls),
@@ -68,14 +69,21 @@ def _md_script(model: torch.nn.Module) -> torch.nn.Module:
     return export_for_md(model)
 
 
+def _md_freeze(model: torch.nn.Module) -> torch.nn.Module:
+    with quiet_jit():
+        return torch.jit.freeze(_md_script(model))
+
+
 #: name -> builder of the timed module from the eager FlowEnergy. ``md-*``: MDFlowEnergy
-#: (analytic forces), eager and as exported for OpenMM (scripted).
+#: (analytic forces), eager, as exported for OpenMM (scripted), and frozen as openmm-torch
+#: runs it.
 VARIANTS: dict[str, Callable[[torch.nn.Module], torch.nn.Module]] = {
     "eager": lambda model: model,
     "script": _script,
     "freeze": _freeze,
     "md-eager": _md_eager,
     "md-script": _md_script,
+    "md-freeze": _md_freeze,
 }
 
 
