@@ -23,7 +23,19 @@ def run_cli(argv: list[str]) -> int:
     return int(args.func(args))
 
 
-def test_drift_smoke_runs_amber_alone_without_a_model(tmp_path: Path, capsys) -> None:
+@pytest.fixture
+def no_shipped_model(monkeypatch):
+    """Pretend the package ships no model (as before one was trained)."""
+    import flowff.models
+
+    def missing():
+        raise FileNotFoundError("the shipped alanine dipeptide model is missing (test)")
+
+    monkeypatch.setattr(flowff.models, "default_model_path", missing)
+
+
+def test_drift_smoke_runs_amber_alone_without_a_model(tmp_path: Path, capsys,
+                                                      no_shipped_model) -> None:
     json_path, png_path = tmp_path / "drift.json", tmp_path / "drift.png"
     status = run_cli([
         "drift", "--starts", "2", "--equilibrate-ps", "0.05", "--nve-ps", "0.1",
@@ -74,9 +86,24 @@ def test_md_smoke_nve_writes_csv_and_trajectory(tmp_path: Path, capsys) -> None:
     assert status == 0
 
 
-def test_md_blowup_exits_1_and_bad_platform_exits_2(capsys) -> None:
+def test_md_blowup_exits_1_and_bad_platform_exits_2(capsys, no_shipped_model) -> None:
     assert run_cli(["md", "--timestep-fs", "20", "--steps", "500", "--no-progress"]) == 1
     assert "blew up" in capsys.readouterr().err
     assert run_cli(["md", "--steps", "5", "--platform", "Nope", "--no-progress"]) == 2
     assert "available platforms" in capsys.readouterr().err
     assert run_cli(["md", "--potential", "flow", "--steps", "5", "--no-progress"]) == 2
+
+
+def test_drift_runs_flow_beside_amber(tmp_path: Path, capsys, small_model_file) -> None:
+    json_path = tmp_path / "drift.json"
+    status = run_cli([
+        "drift", "--potentials", "amber,flow", "--model", str(small_model_file), "--starts", "2",
+        "--equilibrate-ps", "0.02", "--nve-ps", "0.05", "--start-spacing-ps", "0.05",
+        "--timestep-fs", "0.5", "--json", str(json_path), "--no-progress",
+    ])
+    assert status == 0
+    data = json.loads(json_path.read_text())
+    assert list(data["potentials"]) == ["amber", "flow"]
+    flow = data["potentials"]["flow"]
+    assert len(flow["starts"]) == 2 and flow["aggregate"]["n_blowups"] == 0
+    assert flow["aggregate"]["std_per_dof_mean"] > 0.0
