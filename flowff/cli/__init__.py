@@ -13,7 +13,7 @@ import sys
 from flowff import __version__
 
 #: Subcommand modules under ``flowff.cli``, in the order ``--help`` lists them.
-SUBCOMMANDS: tuple[str, ...] = ("data", "train", "evaluate", "md", "drift")
+SUBCOMMANDS: tuple[str, ...] = ("data", "train", "evaluate", "md", "drift", "equivariant")
 
 
 def build_parser() -> argparse.ArgumentParser:
