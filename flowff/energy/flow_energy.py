@@ -26,6 +26,26 @@ def kT_kJ_per_mol(temperature_K: float) -> float:
     return MOLAR_GAS_CONSTANT_KJ_PER_MOL_K * float(temperature_K)
 
 
+def replica_positions(positions: Tensor, n_atoms: int, dtype: torch.dtype) -> Tensor:
+    """Check OpenMM's positions (R * n_atoms, 3) nm and return them as (R, n_atoms, 3) in dtype.
+
+    Raises ValueError for a wrong shape, an atom count that is not a multiple of n_atoms, and
+    NaN or infinite positions (TorchScript-compatible).
+    """
+    if positions.dim() != 2 or positions.size(1) != 3:
+        raise ValueError(
+            f"positions must have shape (R * {n_atoms}, 3), got {list(positions.shape)}"
+        )
+    if positions.size(0) % n_atoms != 0:
+        raise ValueError(
+            f"wrong atom count: {positions.size(0)} positions is not a multiple of the "
+            f"model's {n_atoms} atoms"
+        )
+    if not bool(torch.isfinite(positions).all()):
+        raise ValueError("positions contain NaN or infinite values")
+    return positions.to(dtype).reshape(-1, n_atoms, 3)
+
+
 class FlowEnergy(torch.nn.Module):
     """Flow potential energy of one molecule (or R replicas of it), in kJ/mol.
 
@@ -65,16 +85,5 @@ class FlowEnergy(torch.nn.Module):
         return self.confinement(z) - log_det_flow - log_det_ic
 
     def forward(self, positions: Tensor) -> Tensor:
-        if positions.dim() != 2 or positions.size(1) != 3:
-            raise ValueError(
-                f"positions must have shape (R * {self.n_atoms}, 3), got {list(positions.shape)}"
-            )
-        if positions.size(0) % self.n_atoms != 0:
-            raise ValueError(
-                f"wrong atom count: {positions.size(0)} positions is not a multiple of the "
-                f"model's {self.n_atoms} atoms"
-            )
-        if not bool(torch.isfinite(positions).all()):
-            raise ValueError("positions contain NaN or infinite values")
-        x = positions.to(self.dtype).reshape(-1, self.n_atoms, 3)
+        x = replica_positions(positions, self.n_atoms, self.dtype)
         return self.kT * self.reduced_energy(x).sum()

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from flowff._torchscript import quiet_jit
-from flowff.energy.flow_energy import FlowEnergy
+from flowff.energy.flow_energy import FlowEnergy, replica_positions
 from flowff.flows.coupling import CouplingLayer
 from flowff.flows.periodic import wrap_unit
 from flowff.transforms.mixture import SmoothMixtureTransform
@@ -224,18 +224,7 @@ class MDFlowEnergy(nn.Module):
         self.dtype = energy.dtype
 
     def forward(self, positions: Tensor) -> Tensor:
-        if positions.dim() != 2 or positions.size(1) != 3:
-            raise ValueError(
-                f"positions must have shape (R * {self.n_atoms}, 3), got {list(positions.shape)}"
-            )
-        if positions.size(0) % self.n_atoms != 0:
-            raise ValueError(
-                f"wrong atom count: {positions.size(0)} positions is not a multiple of the "
-                f"model's {self.n_atoms} atoms"
-            )
-        if not bool(torch.isfinite(positions).all()):
-            raise ValueError("positions contain NaN or infinite values")
-        x = positions.to(self.dtype).reshape(-1, self.n_atoms, 3)
+        x = replica_positions(positions, self.n_atoms, self.dtype)
         # Everything below runs without autograd. A no_grad block, not detach(): openmm-torch
         # applies torch.jit.freeze, which deletes detach() (and autograd would then record and
         # differentiate the whole analytic computation: right forces, 4x slower).
