@@ -56,6 +56,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export.add_argument("--out", type=Path, required=True, help="TorchScript file")
     export.set_defaults(func=run_export)
 
+    drift = sub.add_parser(
+        "drift", help="energy drift (paper protocol) of an LJ-13 flow potential vs LJ-13 itself",
+        description="Langevin equilibration then NVE in OpenMM for the exported flow energy and "
+        "for the classical LJ-13 system (reduced units: 1 nm, 1 amu, energies x RT), same starts "
+        "and seeds; prints std/dof, slopes and blow-ups (dof = 3 n - 6).",
+    )
+    drift.add_argument("--model", type=Path, required=True, help="LJ-13 model from 'train'")
+    drift.add_argument("--data", type=Path, required=True, help=".npz from 'mcmc' (starts)")
+    drift.add_argument("--starts", type=int, default=10)
+    drift.add_argument("--equilibrate-ps", type=float, default=1.0)
+    drift.add_argument("--nve-ps", type=float, default=5.0)
+    drift.add_argument("--timestep-fs", type=float, default=1.0)
+    drift.add_argument("--temperature", type=float, default=300.0)
+    drift.add_argument("--seed", type=int, default=0)
+    drift.add_argument("--json", type=Path, default=None)
+    drift.add_argument("--png", type=Path, default=None)
+    drift.add_argument("--no-progress", action="store_true")
+    drift.set_defaults(func=run_drift)
+
 
 def _system_key(name: str) -> str:
     return {"dw2": "DW-2", "dw4": "DW-4", "lj13": "LJ-13"}[name]
@@ -126,4 +145,63 @@ def run_export(args: argparse.Namespace) -> int:
     export_energy(flow, args.out, args.temperature)
     print(f"{args.out}: TorchScript energy of the {saved['system']} flow in kJ/mol at "
           f"{args.temperature} K (positions (n, 3) nm)")
+    return 0
+
+
+def _particle_topology(n_particles: int):
+    """An OpenMM topology of ``n_particles`` unbonded argon-like particles (for reporting)."""
+    import openmm.app as app
+
+    top = app.Topology()
+    chain = top.addChain()
+    for i in range(n_particles):
+        res = top.addResidue("LJ", chain)
+        top.addAtom(f"P{i}", app.Element.getBySymbol("Ar"), res)
+    return top
+
+
+def run_drift(args: argparse.Namespace) -> int:
+    import numpy as np
+    import openmm
+    import torch
+
+    from flowff.equivariant.export import energy_module
+    from flowff.equivariant.openmm_systems import to_openmm_positions, to_openmm_system
+    from flowff.equivariant.systems import get_system
+    from flowff.openmm.drift import compare_drift
+    from flowff.openmm.torchforce import create_torch_force
+
+    for path in (args.model, args.data):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist")
+    saved = torch.load(args.model)
+    if saved.get("system") != "lj13" or saved.get("model") != "eq":
+        raise ValueError("drift needs an LJ-13 kernel-flow model (train --system lj13)")
+    flow = _build("lj13", "eq", saved.get("seed", 0))
+    flow.load_state_dict(saved["state"])
+    particles = get_system("lj13")
+    classical = to_openmm_system(particles, args.temperature)
+    flow_system = openmm.System()
+    for i in range(particles.n_particles):
+        flow_system.addParticle(classical.getParticleMass(i))
+    flow_system.addForce(create_torch_force(energy_module(flow, args.temperature),
+                                            particles.n_particles))
+    with np.load(args.data) as npz:
+        positions = npz["positions"]
+    if len(positions) < args.starts:
+        raise ValueError(f"{args.data} has {len(positions)} samples, fewer than --starts")
+    pick = np.linspace(0, len(positions) - 1, args.starts).astype(int)
+    starts = [to_openmm_positions(torch.as_tensor(positions[i])) for i in pick]
+    comparison = compare_drift(
+        {"lj13": classical, "flow": flow_system}, _particle_topology(particles.n_particles),
+        starts, reference="lj13", equilibrate_ps=args.equilibrate_ps, nve_ps=args.nve_ps,
+        timestep_fs=args.timestep_fs, temperature_K=args.temperature, seed=args.seed,
+        progress=not args.no_progress,
+    )
+    if args.json is not None:
+        comparison.write_json(args.json)
+    if args.png is not None:
+        from flowff.openmm.drift_plot import plot_drift
+
+        plot_drift(comparison, args.png)
     return 0
