@@ -9,7 +9,6 @@ bonds | angles, torsions; 8 mixture components; conditioners 64-64 SiLU; bonds o
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
@@ -28,13 +27,16 @@ from flowff.flows.priors import UniformPrior
 from flowff.ic.layer import InternalCoordinates
 from flowff.ic.zmatrix import ZMatrix
 from flowff.transforms import make_transform
+from flowff.utils.config import JsonConfig
 
 TRANSFORM_KINDS = ("smooth", "spline")
 
 
 @dataclass
-class FlowModelConfig:
+class FlowModelConfig(JsonConfig):
     """Architecture of a flow energy (units: nm, rad, K)."""
+
+    config_name = "model config"
 
     transform: str = "smooth"
     num_components: int = 8
@@ -52,19 +54,6 @@ class FlowModelConfig:
         self.hidden = tuple(int(h) for h in self.hidden)
         self.bond_bounds_nm = tuple(self.bond_bounds_nm)
         self.angle_bounds_rad = tuple(self.angle_bounds_rad)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FlowModelConfig:
-        """Config from a dict; unknown keys are an error naming them."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
-        return cls(**data)
 
 
 def _transforms(cfg: FlowModelConfig) -> tuple[torch.nn.Module, torch.nn.Module]:

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flowff.utils.config import JsonConfig
+
 
 @dataclass
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """A training run (units: forces in the data kJ/mol/nm, converted to kT/nm for FM).
 
     ``model`` is a :class:`flowff.energy.builder.FlowModelConfig` as a dict.
     """
+
+    config_name = "training config"
 
     data_dir: str
     out_dir: str
@@ -47,19 +50,6 @@ class TrainConfig:
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
         self.split = tuple(self.split)  # JSON gives lists
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of every field."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """The config from a dict; unknown keys are an error that names them."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown training config keys: {sorted(unknown)}")
-        return cls(**data)
 
     @classmethod
     def from_json(cls, path: str | Path) -> TrainConfig:
