@@ -50,7 +50,7 @@ def test_exported_energy_in_openmm_matches_eager(lj_flow, tmp_path):
         f_omm = state.getForces(asNumpy=True).value_in_unit(kj_nm)
         assert e_omm == pytest.approx(energy.item(), rel=1e-8)
         assert np.abs(f_omm + grad.numpy()).max() <= 1e-8 * np.abs(grad.numpy()).max()
-        assert float(scripted(xi)) == pytest.approx(energy.item(), rel=1e-12)
+        assert float(scripted(xi).detach()) == pytest.approx(energy.item(), rel=1e-12)
         # energy is -kT log p, with the flow's own log-density
         expected = -kt_kj_per_mol(temperature) * lj_flow.log_prob(xi[None]).item()
         assert energy.item() == pytest.approx(expected, rel=1e-10)
