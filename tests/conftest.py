@@ -52,3 +52,22 @@ def tiny_reference_data(tmp_path_factory):
     with alanine_dipeptide_pdb_path() as pdb:
         generate_reference_data(out, pdb, n_replicas=2, ns_per_replica=3e-4, config=cfg)
     return out
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """Import a file of ``scripts/`` by name (e.g. ``load_script("bench_md")``) as a module."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_energy.py"
 
 
-def load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_energy", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_bench_writes_rows_with_consistent_forces(tmp_path: Path, capsys) -> None:
+def test_bench_writes_rows_with_consistent_forces(load_script, tmp_path: Path, capsys) -> None:
     out = tmp_path / "energy.json"
-    status = load_script().main([
+    status = load_script("bench_energy").main([
         "--replicas", "2", "--dtypes", "float64", "--variants", "eager,md-script",
         "--warmup", "1", "--repeats", "3", "--max-seconds", "0.1", "--json", str(out),
     ])
@@ -35,8 +21,8 @@ def test_bench_writes_rows_with_consistent_forces(tmp_path: Path, capsys) -> Non
     assert "ms/replica" in capsys.readouterr().out
 
 
-def test_bench_rejects_unknown_choices(capsys) -> None:
-    bench = load_script()
+def test_bench_rejects_unknown_choices(load_script, capsys) -> None:
+    bench = load_script("bench_energy")
     assert bench.main(["--variants", "turbo"]) == 2
     assert bench.main(["--replicas", "0"]) == 2
     assert "unknown" in capsys.readouterr().err
