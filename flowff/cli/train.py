@@ -21,9 +21,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--transform", choices=["smooth", "spline"], default=None)
     p.add_argument("--components", type=int, default=None, help="mixture components / bins")
     p.add_argument("--hidden", type=str, default=None, help="conditioner widths, e.g. 64,64")
+    p.add_argument("--max-concentration", type=float, default=None,
+                   help="smooth flows: upper bound of the bump concentration a (default 1000); "
+                   "lower values give smoother energies for MD")
     p.add_argument("--w-nll", type=float, default=None)
     p.add_argument("--w-kl", type=float, default=None)
     p.add_argument("--w-fm", type=float, default=None)
+    p.add_argument("--w-fm-tail", type=float, default=None,
+                   help="weight of relative force matching on perturbed (tail) frames")
+    p.add_argument("--tail-sigma", type=str, default=None,
+                   help="tail noise widths 'bond_nm,angle_rad,torsion_rad' (default "
+                   "0.003,0.26,0.35)")
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="start from the weights of this model file (same architecture)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
@@ -53,8 +63,17 @@ def config_from_args(args: argparse.Namespace):
         model["num_components"] = args.components
     if args.hidden is not None:
         model["hidden"] = [int(v) for v in args.hidden.split(",") if v]
+    if args.max_concentration is not None:
+        options = dict(model.get("transform_options", {}))
+        options["max_concentration"] = args.max_concentration
+        model["transform_options"] = options
     base["model"] = model
+    if args.tail_sigma is not None:
+        base["tail_sigma"] = [float(v) for v in args.tail_sigma.split(",")]
+    if args.init_from is not None:
+        base["init_from"] = str(args.init_from)
     for option, key in [("w_nll", "w_nll"), ("w_kl", "w_kl"), ("w_fm", "w_fm"),
+                        ("w_fm_tail", "w_fm_tail"),
                         ("epochs", "epochs"), ("max_steps", "max_steps"),
                         ("batch_size", "batch_size"), ("lr", "lr"), ("lr_gamma", "lr_gamma"),
                         ("clip_grad_norm", "clip_grad_norm"),

@@ -25,6 +25,14 @@ class TrainConfig(JsonConfig):
     w_nll: float = 0.999
     w_kl: float = 0.0
     w_fm: float = 0.001
+    #: weight of relative force matching on tail frames (flowff.training.tail), 0 = off
+    w_fm_tail: float = 0.0
+    #: tail noise widths: bonds nm, angles rad, torsions rad
+    tail_sigma: tuple[float, float, float] = (0.003, 0.26, 0.35)
+    #: probability that a coordinate of a tail frame is perturbed
+    tail_fraction: float = 0.1
+    #: a model file to start from (fine-tuning); its architecture must equal ``model``
+    init_from: str | None = None
     epochs: int = 10
     max_steps: int | None = None
     batch_size: int = 128
@@ -45,11 +53,15 @@ class TrainConfig(JsonConfig):
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.epochs < 1:
             raise ValueError("batch_size and epochs must be >= 1")
-        if min(self.w_nll, self.w_kl, self.w_fm) < 0 or self.w_nll + self.w_kl + self.w_fm <= 0:
+        weights = (self.w_nll, self.w_kl, self.w_fm, self.w_fm_tail)
+        if min(weights) < 0 or sum(weights) <= 0:
             raise ValueError("loss weights must be non-negative with a positive sum")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
         self.split = tuple(self.split)  # JSON gives lists
+        self.tail_sigma = tuple(float(v) for v in self.tail_sigma)
+        if len(self.tail_sigma) != 3 or min(self.tail_sigma) < 0:
+            raise ValueError(f"tail_sigma must be 3 non-negative widths, got {self.tail_sigma}")
 
     @classmethod
     def from_json(cls, path: str | Path) -> TrainConfig:

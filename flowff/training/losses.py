@@ -39,6 +39,24 @@ def force_matching_loss(
     return ((pred - ref) ** 2).sum(-1).mean()
 
 
+def relative_force_matching_loss(
+    model: torch.nn.Module, positions: Tensor, forces_kJ_per_mol_nm: Tensor
+) -> Tensor:
+    """Per-frame relative force error, dimensionless: mean over frames of
+    sum_atoms |f_flow - f_ref|^2 / sum_atoms |f_ref|^2 (units cancel; kT/nm inside).
+
+    For frames whose forces vary over orders of magnitude (perturbed tails): each frame counts
+    alike, so a few stretched bonds cannot drown the rest.
+    """
+    if positions.shape[0] == 0:
+        return positions.new_zeros(())
+    pred = flow_forces_kT(model, positions, create_graph=True)
+    kT = float(model.kT)
+    ref = forces_kJ_per_mol_nm / kT
+    error = ((pred - ref) ** 2).sum(dim=(-1, -2))
+    return (error / (ref**2).sum(dim=(-1, -2)).clamp_min(1e-12)).mean()
+
+
 def reverse_kl_loss(
     sampler: Callable[[int], tuple[Tensor, Tensor]],
     target_reduced_energy: Callable[[Tensor], Tensor],

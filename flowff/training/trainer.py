@@ -22,10 +22,20 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from flowff.data.reference import load_reference_data, split_by_time_blocks
-from flowff.energy.builder import FlowModelConfig, build_energy, save_energy_model
+from flowff.energy.builder import (
+    FlowModelConfig,
+    build_energy,
+    load_energy_module,
+    save_energy_model,
+)
 from flowff.energy.flow_energy import kT_kJ_per_mol
 from flowff.training.config import TrainConfig
-from flowff.training.losses import force_matching_loss, nll_loss, reverse_kl_loss
+from flowff.training.losses import (
+    force_matching_loss,
+    nll_loss,
+    relative_force_matching_loss,
+    reverse_kl_loss,
+)
 from flowff.utils.atomic import atomic_path, write_json
 
 CHECKPOINT = "checkpoint.pt"
@@ -107,20 +117,34 @@ class Trainer:
         self._target = None
         if config.w_kl > 0:
             self._target = self._make_target()
+        self._tail = None
+        if config.w_fm_tail > 0:
+            from flowff.training.tail import TailFrames
+
+            self._tail = TailFrames(
+                self.model.ic, self._make_evaluator(), config.tail_sigma, config.tail_fraction,
+                seed=config.seed * 1_000_003 + 17 + self.dist.rank,
+            )
         self._resume()
 
     # -- setup -----------------------------------------------------------------------------
-    def _make_target(self):
+    def _make_evaluator(self):
+        """The data's classical force field as an OpenMMEnergyEvaluator (Reference)."""
         import openmm.app as app
 
         from flowff.data.reference import build_classical_system
-        from flowff.energy.openmm_energy import OpenMMEnergyEvaluator, openmm_energy
+        from flowff.energy.openmm_energy import OpenMMEnergyEvaluator
 
         cfg = json.loads((Path(self.cfg.data_dir) / "config.json").read_text())["config"]
         pdb = app.PDBFile(str(self.topology_pdb))
-        evaluator = OpenMMEnergyEvaluator(
+        return OpenMMEnergyEvaluator(
             build_classical_system(pdb.topology, tuple(cfg["forcefield"]))
         )
+
+    def _make_target(self):
+        from flowff.energy.openmm_energy import openmm_energy
+
+        evaluator = self._make_evaluator()
         kT = self.kT
         return lambda x: openmm_energy(x, evaluator) / kT
 
@@ -142,25 +166,54 @@ class Trainer:
         elif self.dist.main:
             write_json(config_path, self.cfg.to_dict())
         if not ckpt_path.exists():
+            if self.cfg.init_from is not None:
+                self._init_from(Path(self.cfg.init_from))
             return
         ckpt = torch.load(ckpt_path, map_location=self.device, weights_only=False)
+        saved_sizes = ckpt.get("split_sizes")
+        if saved_sizes is not None and saved_sizes != self.split_sizes:
+            raise ValueError(
+                f"the reference data changed since {self.out} started: split sizes "
+                f"{saved_sizes} then, {self.split_sizes} now (grown data reshuffles the time "
+                "blocks, so frames would move between train, validation and test); pass "
+                "--max-frames-per-replica to use the data of then, or start a new --out folder"
+            )
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.epoch, self.step_in_epoch = ckpt["epoch"], ckpt["step_in_epoch"]
         self.global_step = ckpt["global_step"]
         torch.set_rng_state(ckpt["torch_rng"])
+        if self._tail is not None and "tail_rng" in ckpt:
+            self._tail.generator.set_state(ckpt["tail_rng"][self.dist.rank])
         if self.progress:
             tqdm.write(f"resumed from {ckpt_path} at epoch {self.epoch}, step {self.global_step}")
 
+    def _init_from(self, path: Path) -> None:
+        """Start from the weights of a model file (fine-tuning)."""
+        start = load_energy_module(path, mode="eager")
+        try:
+            self.model.load_state_dict(start.state_dict())
+        except RuntimeError as error:
+            raise ValueError(
+                f"init_from {path}: its architecture differs from this run's model config "
+                f"({str(error).splitlines()[0]})"
+            ) from None
+        if self.progress:
+            tqdm.write(f"starting from the weights of {path}")
+
     def _checkpoint(self) -> None:
+        tail_rng = None
+        if self._tail is not None:
+            tail_rng = self._gather_states(self._tail.generator.get_state())
         if not self.dist.main:
             return
         state = {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "epoch": self.epoch,
             "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
-            "torch_rng": torch.get_rng_state(),
+            "torch_rng": torch.get_rng_state(), "split_sizes": self.split_sizes,
+            "tail_rng": tail_rng,
         }
         with atomic_path(self.out / CHECKPOINT) as tmp:
             torch.save(state, tmp)
@@ -189,6 +242,10 @@ class Trainer:
         if cfg.w_fm > 0:
             terms["fm"] = force_matching_loss(self.model, x, f, self.kT)
             total = total + cfg.w_fm * terms["fm"]
+        if cfg.w_fm_tail > 0 and self._tail is not None:
+            tail_x, tail_f = self._tail(x)
+            terms["fm_tail"] = relative_force_matching_loss(self.model, tail_x, tail_f)
+            total = total + cfg.w_fm_tail * terms["fm_tail"]
         if cfg.w_kl > 0:
             terms["kl"] = reverse_kl_loss(self._sample, self._target, cfg.kl_batch_size)
             total = total + cfg.w_kl * terms["kl"]
@@ -214,6 +271,14 @@ class Trainer:
         gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
         order = torch.randperm(len(self.train_x), generator=gen)
         return order[self.dist.rank::self.dist.world]
+
+    def _gather_states(self, state: torch.Tensor) -> list[torch.Tensor]:
+        """Every rank's generator state (byte tensors of equal size), on every rank."""
+        if self.dist.world <= 1:
+            return [state]
+        states = [torch.empty_like(state) for _ in range(self.dist.world)]
+        dist.all_gather(states, state)
+        return states
 
     def _average_gradients(self) -> None:
         if self.dist.world <= 1:

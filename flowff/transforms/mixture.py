@@ -67,15 +67,28 @@ class SmoothMixtureTransform(ElementwiseTransform):
         num_components: number K of bump components, >= 1.
         beta: exponent of the C-infinity ramp exp(-1/(alpha x^beta)), 1 or 2 (hyper-parameter).
         circular: True for the circle version (with a trainable rotation).
+        max_concentration: upper bound of the bump concentration a (support width >= 1/a, in
+            units of the normalised coordinate); a smoothness knob: lower values forbid the very
+            steep steps that a 1-2 fs MD step cannot resolve. At most A_MAX.
 
     Shapes: ``forward(x (..., d), params (..., d, num_params))`` returns
     ``(y (..., d), log|dy/dx| (..., d))``.
     No analytic inverse (the flows package inverts it numerically).
     """
 
-    def __init__(self, num_components: int = 8, beta: int = 1, circular: bool = False) -> None:
+    def __init__(
+        self,
+        num_components: int = 8,
+        beta: int = 1,
+        circular: bool = False,
+        max_concentration: float = A_MAX,
+    ) -> None:
         if num_components < 1:
             raise ValueError(f"num_components must be >= 1, got {num_components}")
+        if not 1.0 < max_concentration <= A_MAX:
+            raise ValueError(
+                f"max_concentration must be in (1, {A_MAX:g}], got {max_concentration}"
+            )
         check_beta(beta)
         num_params = 4 * num_components + 1 + (1 if circular else 0)
         super().__init__(num_params, circular, has_analytic_inverse=False)
@@ -83,7 +96,8 @@ class SmoothMixtureTransform(ElementwiseTransform):
         self.beta = beta
         # Module attributes (not globals) so that TorchScript sees them.
         self.c_min = C_MIN
-        self.log_a_max = math.log(A_MAX)
+        self.max_concentration = float(max_concentration)
+        self.log_a_max = math.log(max_concentration)
         self.alpha_min = ALPHA_MIN
         self.alpha_max = ALPHA_MAX
         self.t_min = saturation_floor(ALPHA_MAX, beta)
@@ -113,7 +127,8 @@ class SmoothMixtureTransform(ElementwiseTransform):
 
         Returns:
             ``(weights, a, b, alpha, c, one_minus_c)``: the first four of shape (..., d, K)
-            (weights sum to 1, a in [1, A_MAX], b in [0, 1], alpha in [ALPHA_MIN, ALPHA_MAX]),
+            (weights sum to 1, a in [1, max_concentration], b in [0, 1],
+            alpha in [ALPHA_MIN, ALPHA_MAX]),
             the last two of shape (..., d, 1) (c in [C_MIN, 1], computed without cancellation).
         """
         k = self.num_components
@@ -292,6 +307,8 @@ class SmoothMixtureTransform(ElementwiseTransform):
         else:
             a_value = max(1.05, k / 2.0)
             alpha_value = 1.0 if self.beta == 1 else 3.0
+        if a_value >= self.max_concentration:  # a low cap: stay strictly inside (1, cap)
+            a_value = math.sqrt(self.max_concentration)
         a = torch.full((k,), a_value, dtype=torch.float64)
         alpha = torch.full((k,), alpha_value, dtype=torch.float64)
         grid = torch.linspace(0.0, 1.0, 2001, dtype=torch.float64).unsqueeze(-1)
@@ -306,7 +323,7 @@ class SmoothMixtureTransform(ElementwiseTransform):
         c_value = 1.0 - bump_share
         pieces = [
             torch.zeros(k, dtype=torch.float64),
-            torch.full((k,), _logit(math.log(a_value) / math.log(A_MAX)), dtype=torch.float64),
+            torch.full((k,), _logit(math.log(a_value) / self.log_a_max), dtype=torch.float64),
             torch.logit(centres),
             torch.full(
                 (k,),
@@ -320,4 +337,7 @@ class SmoothMixtureTransform(ElementwiseTransform):
         return torch.cat(pieces).to(torch.get_default_dtype() if dtype is None else dtype)
 
     def extra_repr(self) -> str:
-        return f"num_components={self.num_components}, beta={self.beta}, circular={self.circular}"
+        return (
+            f"num_components={self.num_components}, beta={self.beta}, circular={self.circular}, "
+            f"max_concentration={self.max_concentration:g}"
+        )

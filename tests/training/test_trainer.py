@@ -94,6 +94,58 @@ def test_resume_continues_exactly(tiny_reference_data, tmp_path) -> None:
         torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
 
 
+def test_resume_refuses_grown_data(tiny_reference_data, tmp_path) -> None:
+    """Grown data would reshuffle the time blocks: resuming on it is refused by name."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_reference_data, data)
+    held_back = tmp_path / "held_back"
+    held_back.mkdir()
+    for replica in sorted(data.glob("replica_*")):
+        last = sorted(replica.glob("chunk_*.npz"))[-1]
+        shutil.move(last, held_back / f"{replica.name}_{last.name}")
+    Trainer(_config(data, tmp_path / "run", max_steps=2), progress=False).train()
+    for moved in held_back.iterdir():
+        replica, name = moved.name.split("_", 2)[:2], moved.name.split("_", 2)[2]
+        shutil.move(moved, data / "_".join(replica) / name)
+    with pytest.raises(ValueError, match="reference data changed"):
+        Trainer(_config(data, tmp_path / "run", max_steps=4), progress=False)
+
+
+def test_tail_force_matching_trains_and_resumes_exactly(tiny_reference_data, tmp_path) -> None:
+    """The tail term is logged, and its noise stream is checkpointed: resume == straight run."""
+    kw = dict(w_fm_tail=1.0, tail_fraction=0.3)
+    straight = Trainer(_config(tiny_reference_data, tmp_path / "a", max_steps=6, **kw),
+                       progress=False)
+    straight.train()
+    lines = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text()
+             .splitlines() if "final" not in line]
+    assert all(np.isfinite(r["fm_tail"]) and r["fm_tail"] > 0 for r in lines)
+    Trainer(_config(tiny_reference_data, tmp_path / "b", max_steps=2, **kw),
+            progress=False).train()
+    resumed = Trainer(_config(tiny_reference_data, tmp_path / "b", max_steps=6, **kw),
+                      progress=False)
+    resumed.train()
+    for (name, p), q in zip(straight.model.named_parameters(), resumed.model.parameters(),
+                            strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+
+
+def test_init_from_starts_at_the_model_weights(tiny_reference_data, tmp_path) -> None:
+    first = Trainer(_config(tiny_reference_data, tmp_path / "a", max_steps=3), progress=False)
+    path = first.train()
+    start = Trainer(_config(tiny_reference_data, tmp_path / "b", max_steps=3,
+                            init_from=str(path)), progress=False)
+    for (name, p), q in zip(first.model.named_parameters(), start.model.parameters(),
+                            strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+    other = dict(SMALL, hidden=[8])
+    with pytest.raises(ValueError, match="architecture differs"):
+        Trainer(_config(tiny_reference_data, tmp_path / "c", model=other, init_from=str(path)),
+                progress=False)
+
+
 def test_other_configuration_in_same_folder_is_refused(tiny_reference_data, tmp_path) -> None:
     Trainer(_config(tiny_reference_data, tmp_path, max_steps=1), progress=False)
     with pytest.raises(ValueError, match=r"another configuration \(differs in \['lr'\]\)"):
@@ -116,7 +168,7 @@ def test_data_parallel_with_torchrun_gloo(tiny_reference_data, tmp_path) -> None
            "--master-port", "29517", "-m", "flowff", "train", "--data",
            str(tiny_reference_data), "--out", str(tmp_path), "--max-steps", "3",
            "--batch-size", "4", "--block-ps", "0.05", "--components", "2", "--hidden", "16,16",
-           "--no-progress", "--device", "cpu"]
+           "--no-progress", "--device", "cpu", "--w-fm-tail", "1.0"]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert run.returncode == 0, run.stderr[-3000:]

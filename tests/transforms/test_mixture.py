@@ -51,6 +51,25 @@ def test_parameter_map_respects_bounds() -> None:
 
 
 @pytest.mark.parametrize("circular", [False, True])
+def test_max_concentration_caps_a_and_keeps_identity_init(circular: bool) -> None:
+    for cap in (30.0, 3.0):  # 3 < K/2: the identity init must move its a inside the cap
+        transform = SmoothMixtureTransform(8, beta=1, circular=circular, max_concentration=cap)
+        params = torch.linspace(-60.0, 60.0, 7, dtype=torch.float64)
+        _, a, _, _, _, _ = transform.constrained_params(
+            params.unsqueeze(-1).expand(-1, transform.num_params))
+        assert float(a.min()) >= 1.0 and float(a.max()) <= cap * (1 + 1e-12)
+        assert float(a.max()) > 0.99 * cap
+        x = torch.linspace(0.0, 1.0, 101, dtype=torch.float64).unsqueeze(-1)
+        identity = transform.identity_params(torch.float64).expand(101, 1, -1)
+        y, _ = transform(x, identity)
+        assert float((y - x).abs().max()) < 0.05
+        assert f"max_concentration={cap:g}" in repr(transform)
+    for bad in (1.0, 0.5, 2000.0):
+        with pytest.raises(ValueError, match="max_concentration"):
+            SmoothMixtureTransform(4, max_concentration=bad)
+
+
+@pytest.mark.parametrize("circular", [False, True])
 def test_every_parameter_receives_gradient(circular: bool) -> None:
     transform = SmoothMixtureTransform(4, beta=1, circular=circular)
     generator = torch.Generator().manual_seed(32)

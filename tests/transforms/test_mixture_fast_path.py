@@ -74,9 +74,14 @@ def test_forward_matches_direct_formula(circular: bool, beta: int) -> None:
     torch.testing.assert_close(log_slope, torch.log(slope), rtol=0.0, atol=1e-10)
 
 
+@pytest.mark.parametrize("max_concentration", [1000.0, 30.0])
 @pytest.mark.parametrize(("circular", "beta"), CASES)
-def test_forward_with_derivatives_matches_autograd(circular: bool, beta: int) -> None:
-    transform = SmoothMixtureTransform(4, beta=beta, circular=circular)
+def test_forward_with_derivatives_matches_autograd(
+    circular: bool, beta: int, max_concentration: float
+) -> None:
+    transform = SmoothMixtureTransform(
+        4, beta=beta, circular=circular, max_concentration=max_concentration
+    )
     x, params = _inputs(transform, seed=1)
     xr, pr = x.clone().requires_grad_(True), params.clone().requires_grad_(True)
     y, log_slope = transform(xr, pr)

@@ -1,0 +1,36 @@
+"""`flowff train` options map onto the training config."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from flowff.cli.train import config_from_args, register
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    return parser.parse_args(["train", "--data", "d", "--out", "o", *argv])
+
+
+def test_defaults_leave_the_config_defaults() -> None:
+    cfg = config_from_args(_args())
+    assert cfg.w_fm_tail == 0.0 and cfg.init_from is None
+    assert "transform_options" not in cfg.model
+
+
+def test_smoothness_tail_and_init_options() -> None:
+    cfg = config_from_args(_args("--max-concentration", "30", "--w-fm-tail", "50",
+                                 "--tail-sigma", "0.002,0.2,0.3", "--init-from", "m.pt",
+                                 "--components", "4"))
+    assert cfg.model["transform_options"] == {"max_concentration": 30.0}
+    assert cfg.model["num_components"] == 4
+    assert cfg.w_fm_tail == 50.0 and cfg.tail_sigma == (0.002, 0.2, 0.3)
+    assert cfg.init_from == "m.pt"
+
+
+def test_bad_tail_sigma_is_refused() -> None:
+    with pytest.raises(ValueError, match="tail_sigma"):
+        config_from_args(_args("--tail-sigma", "0.1,0.2"))
