@@ -192,6 +192,7 @@ def evaluate_model(
     platform: str = "Reference",
     make_plots: bool = True,
     progress: bool = True,
+    test_description: str = "given test indices",
 ) -> dict[str, Any]:
     """Evaluate ``model`` (eager, with ``reduced_energy``) and write the report and figures.
 
@@ -199,8 +200,9 @@ def evaluate_model(
     :class:`SplitSpec`) or a :class:`ReferenceData` with explicit ``test_indices``.
     ``max_test_frames`` evenly thins the test frames. ``sampler`` defaults to
     :func:`flow_sampler`; it gets a ``torch.Generator`` seeded with ``seed``. ``forcefield``
-    defaults to the data's (its config.json). ``make_plots=False`` skips the PNGs. Returns the
-    report dict (as written to ``out_dir/evaluation.json``).
+    defaults to the data's (its config.json). ``make_plots=False`` skips the PNGs.
+    ``test_description`` names how explicit ``test_indices`` were chosen (in the report). Returns
+    the report dict (as written to ``out_dir/evaluation.json``).
     """
     t0 = time.perf_counter()
     if n_samples < 1:
@@ -219,7 +221,7 @@ def evaluate_model(
         ref = data
         data_dir = str(Path(ref.topology_pdb).parent)
         test = np.asarray(test_indices, dtype=np.int64)
-        split_record = {"source": "given test indices"}
+        split_record = {"source": test_description}
     else:
         if test_indices is not None:
             raise ValueError("test_indices need ReferenceData; with a folder the split decides")

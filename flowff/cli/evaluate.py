@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from flowff.analysis.evaluate import REPORT_FILE, SplitSpec
@@ -109,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
     metadata = read_metadata(model_path)
     spec, source, sizes = split_from_metadata(metadata)
     model = load_model(model_path)
+    if args.test_after_ps is not None:
+        return _run_on_later_frames(args, model)
     report = evaluate_model(
         model, args.data, args.out, split=spec, n_samples=args.samples,
         max_test_frames=args.frames, seed=args.seed, batch_size=args.batch_size,
@@ -121,6 +124,39 @@ def run(args: argparse.Namespace) -> int:
     if match is False:
         print(f"warning: split sizes {split['sizes']} differ from training's {sizes}: the test "
               "frames may overlap the training frames", file=sys.stderr)
+    print(summary_table(report))
+    print(f"report: {Path(args.out) / REPORT_FILE}")
+    return 0
+
+
+def later_frame_indices(time_ps: np.ndarray, replica: np.ndarray, after_ps: float) -> np.ndarray:
+    """Indices of frames at least ``after_ps`` into their replica (time from its first frame)."""
+    keep = np.zeros(len(time_ps), dtype=bool)
+    for r in np.unique(replica):
+        mine = replica == r
+        keep[mine] = time_ps[mine] - time_ps[mine].min() >= after_ps - 1e-6
+    return np.flatnonzero(keep)
+
+
+def _run_on_later_frames(args: argparse.Namespace, model: Any) -> int:
+    """Evaluate on every frame recorded at least ``args.test_after_ps`` into its replica."""
+    from flowff.analysis.evaluate import evaluate_model
+    from flowff.data.reference import load_reference_data
+
+    ref = load_reference_data(args.data)
+    test = later_frame_indices(ref.time_ps, ref.replica, args.test_after_ps)
+    if test.size == 0:
+        print(f"flowff evaluate: error: no frames at or after {args.test_after_ps} ps in "
+              f"{args.data}", file=sys.stderr)
+        return 2
+    description = (f"every frame at least {args.test_after_ps:g} ps into its replica "
+                   "(recorded after the training data)")
+    report = evaluate_model(
+        model, ref, args.out, test_indices=test, n_samples=args.samples,
+        max_test_frames=args.frames, seed=args.seed, batch_size=args.batch_size,
+        progress=not args.quiet, test_description=description,
+    )
+    print(f"test frames: {description}; {report['data']['n_test_frames_available']} available")
     print(summary_table(report))
     print(f"report: {Path(args.out) / REPORT_FILE}")
     return 0
@@ -153,6 +189,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--frames", type=_positive_int, default=None,
                         help="use at most this many test frames, evenly spaced (default all)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    parser.add_argument("--test-after-ps", type=float, default=None,
+                        help="test on every frame at least this many ps into its replica "
+                        "instead of the training split (for data recorded after the training "
+                        "data, e.g. the --max-frames-per-replica of training)")
     parser.add_argument("--batch-size", type=_positive_int, default=1000,
                         help="samples / frames per batch (default 1000)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -64,3 +64,37 @@ def test_cli_end_to_end(tiny_data: Path, stand_in, sampler, tmp_path: Path, monk
     assert report["md_test_frames"]["n_frames"] == 1
     assert report["flow_samples"]["n_samples"] == 12
     assert "basin beta_C7eq" in printed
+
+
+def test_later_frame_indices_per_replica() -> None:
+    import numpy as np
+
+    time_ps = np.array([5.0, 6.0, 7.0, 8.0, 100.0, 101.0, 102.0])
+    replica = np.array([0, 0, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(cli.later_frame_indices(time_ps, replica, 2.0), [2, 3, 6])
+    assert cli.later_frame_indices(time_ps, replica, 50.0).size == 0
+
+
+def test_cli_on_later_frames(tiny_data: Path, stand_in, sampler, tmp_path: Path, monkeypatch,
+                             capsys) -> None:
+    import numpy as np
+
+    data = load_reference_data(tiny_data)
+    model_path = save_model(stand_in, tmp_path / "model.pt", {"training": {}})
+    monkeypatch.setattr(cli, "load_model", lambda path: stand_in)
+    monkeypatch.setattr(evaluate_module, "flow_sampler", sampler)
+    after = float(np.median(data.time_ps - data.time_ps.min()))
+    expected = cli.later_frame_indices(data.time_ps, data.replica, after)
+    assert 0 < expected.size < len(data)
+    out = tmp_path / "eval"
+    status = cli.main(["evaluate", "--model", str(model_path), "--data", str(tiny_data),
+                       "--out", str(out), "--samples", "12", "--quiet",
+                       "--test-after-ps", str(after)])
+    assert status == 0
+    report = json.loads((out / REPORT_FILE).read_text())
+    assert report["md_test_frames"]["n_frames"] == expected.size
+    assert "at least" in report["data"]["split"]["source"]
+    assert "test NLL (kT)" in capsys.readouterr().out
+    status = cli.main(["evaluate", "--model", str(model_path), "--data", str(tiny_data),
+                       "--out", str(out), "--quiet", "--test-after-ps", "1e9"])
+    assert status == 2 and "no frames" in capsys.readouterr().err
