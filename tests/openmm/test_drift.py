@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -133,6 +134,12 @@ def test_blowups_are_counted_and_written_as_null(ala, starts, exploding_amber, t
     plot_drift(comparison, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob("**/*.tmp"))
+    # blow-ups add a second row (log |E - E0|): the figure is taller than without them
+    calm = tmp_path / "plots" / "calm.png"
+    plot_drift(dataclasses.replace(comparison, results={"amber": comparison.results["amber"]}),
+               calm)
+    height = lambda p: int.from_bytes(p.read_bytes()[20:24], "big")  # noqa: E731 (PNG IHDR)
+    assert height(png) > 1.8 * height(calm)
 
 
 def test_drift_input_errors(ala, starts) -> None:
