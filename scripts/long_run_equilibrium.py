@@ -108,11 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         "total_ns_kept": total_ns, "timestep_fs": args.timestep_fs,
         "friction_per_ps": args.friction, "temperature_K": temperature,
         "equilibrate_ps_discarded": args.equilibrate_ps, "platform": args.platform,
-        "backend": args.backend, "wall_s_this_call": wall,
+        "backend": args.backend, "seed": args.seed, "wall_s_this_call": wall,
         "reference_frames": len(data), "ramachandran": comparison,
     }
     write_json(args.out / "long_run.json", report)
-    plot_ramachandran(phi_md, psi_md, phi_f, psi_f, args.out / "ramachandran.png")
+    plot_ramachandran(phi_md, psi_md, phi_f, psi_f, args.out / "ramachandran.png",
+                      titles=("reference MD (all frames)", "Langevin MD on the flow"))
     pops = comparison
     print(f"{R} replicas x {report['ps_per_replica_kept']:.3g} ps = {total_ns:.2f} ns kept")
     for basin in pops["basins_md_percent"]:

@@ -35,14 +35,15 @@ def _save(fig: Figure, path: str | Path) -> Path:
 
 def plot_ramachandran(phi_md: np.ndarray, psi_md: np.ndarray, phi_flow: np.ndarray,
                       psi_flow: np.ndarray, path: str | Path,
-                      bins: int = RAMACHANDRAN_BINS) -> Path:
+                      bins: int = RAMACHANDRAN_BINS,
+                      titles: tuple[str, str] = ("MD test frames", "flow samples")) -> Path:
     """Ramachandran free-energy maps (kT, 0 at the fullest bin) of MD and flow; radians in."""
     fig = Figure(figsize=(10, 4.4))
     fig.subplots_adjust(left=0.07, right=0.86, bottom=0.12, top=0.92, wspace=0.08)
     axes = fig.subplots(1, 2, sharey=True)
     image = None
     for ax, (phi, psi, title) in zip(
-        axes, [(phi_md, psi_md, "MD test frames"), (phi_flow, psi_flow, "flow samples")],
+        axes, [(phi_md, psi_md, titles[0]), (phi_flow, psi_flow, titles[1])],
         strict=True,
     ):
         counts = ramachandran_histogram(phi, psi, bins).astype(np.float64)
