@@ -1,12 +1,25 @@
-"""Shared fixtures: small flow energies of alanine dipeptide and their model files."""
+"""Shared fixtures: one torch thread per test, small flow energies of alanine dipeptide and
+their model files."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 import torch
 
 from flowff.energy.builder import FlowModelConfig, build_energy, save_energy_model
 from flowff.openmm.classical import alanine_dipeptide_pdb_path, load_alanine_dipeptide
+
+
+@pytest.fixture(autouse=True)
+def single_thread() -> Iterator[None]:
+    """Run each test with one torch thread (tiny tensors on small shared machines: faster than
+    contending threads), restoring the previous setting afterwards."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def _perturbed(model: torch.nn.Module, seed: int) -> torch.nn.Module:

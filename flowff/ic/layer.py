@@ -265,6 +265,13 @@ class InternalCoordinates(nn.Module):
         angles, log_sin = angle_and_log_sin(p, vertex, q)
         t0, t1, t2, t3 = torsion_points.unbind(2)
         torsions = dihedral(t0, t1, t2, t3)
+        return self._normalised(bonds, angles, torsions, log_sin)
+
+    def _normalised(
+        self, bonds: Tensor, angles: Tensor, torsions: Tensor, log_sin: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """h (batch, dim) in [0, 1] per coordinate and log|det| (batch,) from the physical
+        bonds (nm), angles and torsions (rad) and the angles' log sin."""
         h = torch.cat(
             [
                 (bonds - self.bond_lo) / self.bond_width,
@@ -385,15 +392,7 @@ class InternalCoordinates(nn.Module):
             [-d_b1, d_b1 - d_b2, d_b2 - d_b3, d_b3], dim=-2
         )
 
-        h = torch.cat(
-            [
-                (bonds - self.bond_lo) / self.bond_width,
-                (angles - self.angle_lo) / self.angle_width,
-                torch.remainder(torsions + math.pi, 2.0 * math.pi) / (2.0 * math.pi),
-            ],
-            dim=-1,
-        )
-        log_det = -(2.0 * torch.log(bonds).sum(dim=-1) + log_sin.sum(dim=-1)) - self.log_normalizer
+        h, log_det = self._normalised(bonds, angles, torsions, log_sin)
         return h, log_det, derivatives.select(2, 0), derivatives.select(2, 1)
 
     # ----------------------------------------------------------------------------- sampling

@@ -1,24 +1,13 @@
-"""Fixtures for tests/equivariant: single-threaded torch, float64 helpers, small data sets.
+"""Fixtures for tests/equivariant: float64 helpers, small data sets.
 
-The machines are shared and small; one torch thread is faster than two contending ones for the
-tiny tensors used here. Tests run in pytest's importlib mode, so shared helpers are fixtures.
+(One torch thread per test comes from tests/conftest.py.) Tests run in pytest's importlib mode,
+so shared helpers are fixtures.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
-
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Iterator[None]:
-    """Run each test with one torch thread, restoring the previous setting afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture

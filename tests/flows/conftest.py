@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import types
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -123,11 +122,3 @@ def toys() -> types.SimpleNamespace:
         randomize_parameters=randomize_parameters,
     )
 
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Iterator[None]:
-    """Tiny tensors: one intra-op thread is much faster on a shared, loaded machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
