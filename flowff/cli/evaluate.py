@@ -102,28 +102,46 @@ def summary_table(report: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate ``args.model`` on ``args.data``; write the report under ``args.out``."""
+    """Evaluate ``args.model`` on ``args.data``; write the report under ``args.out``.
+
+    Test frames: the training's time-block split from the model metadata, or with
+    ``args.test_after_ps`` every frame recorded that far into its replica or later.
+    """
     from flowff.analysis.evaluate import evaluate_model
+    from flowff.data.reference import load_reference_data
     from flowff.energy.model_file import read_metadata
 
     model_path = Path(args.model)
     metadata = read_metadata(model_path)
     spec, source, sizes = split_from_metadata(metadata)
     model = load_model(model_path)
-    if args.test_after_ps is not None:
-        return _run_on_later_frames(args, model)
+    if args.test_after_ps is None:
+        test_frames: dict[str, Any] = {"data": args.data, "split": spec}
+    else:
+        ref = load_reference_data(args.data)
+        test = later_frame_indices(ref.time_ps, ref.replica, args.test_after_ps)
+        if test.size == 0:
+            print(f"flowff evaluate: error: no frames at or after {args.test_after_ps} ps in "
+                  f"{args.data}", file=sys.stderr)
+            return 2
+        description = (f"every frame at least {args.test_after_ps:g} ps into its replica "
+                       "(recorded after the training data)")
+        test_frames = {"data": ref, "test_indices": test, "test_description": description}
     report = evaluate_model(
-        model, args.data, args.out, split=spec, n_samples=args.samples,
-        max_test_frames=args.frames, seed=args.seed, batch_size=args.batch_size,
-        progress=not args.quiet,
+        model, out_dir=args.out, n_samples=args.samples, max_test_frames=args.frames,
+        seed=args.seed, batch_size=args.batch_size, progress=not args.quiet, **test_frames,
     )
-    split = report["data"]["split"]
-    match = None if sizes is None else sizes == split["sizes"]
-    print(f"split: {source}; fractions {list(spec.fractions)}, block {spec.block_ps} ps, "
-          f"seed {spec.seed}; sizes {split['sizes']}")
-    if match is False:
-        print(f"warning: split sizes {split['sizes']} differ from training's {sizes}: the test "
-              "frames may overlap the training frames", file=sys.stderr)
+    if args.test_after_ps is not None:
+        print(f"test frames: {description}; {report['data']['n_test_frames_available']} "
+              "available")
+    else:
+        split = report["data"]["split"]
+        match = None if sizes is None else sizes == split["sizes"]
+        print(f"split: {source}; fractions {list(spec.fractions)}, block {spec.block_ps} ps, "
+              f"seed {spec.seed}; sizes {split['sizes']}")
+        if match is False:
+            print(f"warning: split sizes {split['sizes']} differ from training's {sizes}: the "
+                  "test frames may overlap the training frames", file=sys.stderr)
     print(summary_table(report))
     print(f"report: {Path(args.out) / REPORT_FILE}")
     return 0
@@ -136,30 +154,6 @@ def later_frame_indices(time_ps: np.ndarray, replica: np.ndarray, after_ps: floa
         mine = replica == r
         keep[mine] = time_ps[mine] - time_ps[mine].min() >= after_ps - 1e-6
     return np.flatnonzero(keep)
-
-
-def _run_on_later_frames(args: argparse.Namespace, model: Any) -> int:
-    """Evaluate on every frame recorded at least ``args.test_after_ps`` into its replica."""
-    from flowff.analysis.evaluate import evaluate_model
-    from flowff.data.reference import load_reference_data
-
-    ref = load_reference_data(args.data)
-    test = later_frame_indices(ref.time_ps, ref.replica, args.test_after_ps)
-    if test.size == 0:
-        print(f"flowff evaluate: error: no frames at or after {args.test_after_ps} ps in "
-              f"{args.data}", file=sys.stderr)
-        return 2
-    description = (f"every frame at least {args.test_after_ps:g} ps into its replica "
-                   "(recorded after the training data)")
-    report = evaluate_model(
-        model, ref, args.out, test_indices=test, n_samples=args.samples,
-        max_test_frames=args.frames, seed=args.seed, batch_size=args.batch_size,
-        progress=not args.quiet, test_description=description,
-    )
-    print(f"test frames: {description}; {report['data']['n_test_frames_available']} available")
-    print(summary_table(report))
-    print(f"report: {Path(args.out) / REPORT_FILE}")
-    return 0
 
 
 def _positive_int(text: str) -> int:

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from flowff.training.tail import DEFAULT_TAIL_SIGMA
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -31,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="weight of relative force matching on perturbed (tail) frames")
     p.add_argument("--tail-sigma", type=str, default=None,
                    help="tail noise widths 'bond_nm,angle_rad,torsion_rad' (default "
-                   "0.003,0.26,0.35)")
+                   f"{','.join(f'{v:g}' for v in DEFAULT_TAIL_SIGMA)})")
     p.add_argument("--init-from", type=Path, default=None,
                    help="start from the weights of this model file (same architecture)")
     p.add_argument("--epochs", type=int, default=None)

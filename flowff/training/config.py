@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flowff.training.tail import DEFAULT_TAIL_FRACTION, DEFAULT_TAIL_SIGMA
 from flowff.utils.config import JsonConfig
 
 
@@ -28,9 +29,9 @@ class TrainConfig(JsonConfig):
     #: weight of relative force matching on tail frames (flowff.training.tail), 0 = off
     w_fm_tail: float = 0.0
     #: tail noise widths: bonds nm, angles rad, torsions rad
-    tail_sigma: tuple[float, float, float] = (0.003, 0.26, 0.35)
+    tail_sigma: tuple[float, float, float] = DEFAULT_TAIL_SIGMA
     #: probability that a coordinate of a tail frame is perturbed
-    tail_fraction: float = 0.1
+    tail_fraction: float = DEFAULT_TAIL_FRACTION
     #: a model file to start from (fine-tuning); its architecture must equal ``model``
     init_from: str | None = None
     epochs: int = 10

@@ -114,6 +114,7 @@ class Trainer:
         self.epoch = 0
         self.step_in_epoch = 0
         self.global_step = 0
+        self._evaluator = None  # the classical force field, made once when a term needs it
         self._target = None
         if config.w_kl > 0:
             self._target = self._make_target()
@@ -122,29 +123,32 @@ class Trainer:
             from flowff.training.tail import TailFrames
 
             self._tail = TailFrames(
-                self.model.ic, self._make_evaluator(), config.tail_sigma, config.tail_fraction,
+                self.model.ic, self._classical(), config.tail_sigma, config.tail_fraction,
                 seed=config.seed * 1_000_003 + 17 + self.dist.rank,
             )
         self._resume()
 
     # -- setup -----------------------------------------------------------------------------
-    def _make_evaluator(self):
-        """The data's classical force field as an OpenMMEnergyEvaluator (Reference)."""
-        import openmm.app as app
+    def _classical(self):
+        """The data's classical force field as an OpenMMEnergyEvaluator (Reference), one per
+        trainer."""
+        if self._evaluator is None:
+            import openmm.app as app
 
-        from flowff.data.reference import build_classical_system
-        from flowff.energy.openmm_energy import OpenMMEnergyEvaluator
+            from flowff.data.reference import build_classical_system
+            from flowff.energy.openmm_energy import OpenMMEnergyEvaluator
 
-        cfg = json.loads((Path(self.cfg.data_dir) / "config.json").read_text())["config"]
-        pdb = app.PDBFile(str(self.topology_pdb))
-        return OpenMMEnergyEvaluator(
-            build_classical_system(pdb.topology, tuple(cfg["forcefield"]))
-        )
+            cfg = json.loads((Path(self.cfg.data_dir) / "config.json").read_text())["config"]
+            pdb = app.PDBFile(str(self.topology_pdb))
+            self._evaluator = OpenMMEnergyEvaluator(
+                build_classical_system(pdb.topology, tuple(cfg["forcefield"]))
+            )
+        return self._evaluator
 
     def _make_target(self):
         from flowff.energy.openmm_energy import openmm_energy
 
-        evaluator = self._make_evaluator()
+        evaluator = self._classical()
         kT = self.kT
         return lambda x: openmm_energy(x, evaluator) / kT
 
@@ -242,7 +246,7 @@ class Trainer:
         if cfg.w_fm > 0:
             terms["fm"] = force_matching_loss(self.model, x, f, self.kT)
             total = total + cfg.w_fm * terms["fm"]
-        if cfg.w_fm_tail > 0 and self._tail is not None:
+        if self._tail is not None:
             tail_x, tail_f = self._tail(x)
             terms["fm_tail"] = relative_force_matching_loss(self.model, tail_x, tail_f)
             total = total + cfg.w_fm_tail * terms["fm_tail"]
