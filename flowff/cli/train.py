@@ -23,6 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--transform", choices=["smooth", "spline"], default=None)
     p.add_argument("--components", type=int, default=None, help="mixture components / bins")
     p.add_argument("--hidden", type=str, default=None, help="conditioner widths, e.g. 64,64")
+    p.add_argument("--angle-coupling-pairs", type=int, default=None,
+                   help="angle-angle coupling pairs after angles | torsions (default 0, the "
+                   "paper's architecture; 1 fits angle forces much better, see docs/training.md)")
     p.add_argument("--max-concentration", type=float, default=None,
                    help="smooth flows: upper bound of the bump concentration a (default 1000); "
                    "lower values give smoother energies for MD")
@@ -35,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="tail noise widths 'bond_nm,angle_rad,torsion_rad' (default "
                    f"{','.join(f'{v:g}' for v in DEFAULT_TAIL_SIGMA)})")
     p.add_argument("--init-from", type=Path, default=None,
-                   help="start from the weights of this model file (same architecture)")
+                   help="start from the weights of this model file (same architecture, or "
+                   "one with added coupling layers, which start near the identity)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=None)
@@ -65,6 +69,8 @@ def config_from_args(args: argparse.Namespace):
         model["num_components"] = args.components
     if args.hidden is not None:
         model["hidden"] = [int(v) for v in args.hidden.split(",") if v]
+    if args.angle_coupling_pairs is not None:
+        model["angle_coupling_pairs"] = args.angle_coupling_pairs
     if args.max_concentration is not None:
         options = dict(model.get("transform_options", {}))
         options["max_concentration"] = args.max_concentration

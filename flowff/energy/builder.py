@@ -5,6 +5,11 @@ torsions coupled in two halves (T1|T2, T2|T1, twice), then angles | torsions, th
 bonds | angles, torsions; 8 mixture components; conditioners 64-64 SiLU; bonds on
 [0.05, 0.3] nm, angles on [0.15, 1.0] x pi. Layers are stored in the density direction
 (data h -> base z), i.e. in the reverse order.
+
+``angle_coupling_pairs > 0`` adds angle-angle couplings after angles | torsions (A1 | A2,
+torsions and A2 | A1, torsions per pair): with angles | torsions alone the angles are
+independent given the torsions, which cannot express the correlated angles around one atom
+(see docs/training.md). ``grow_from`` starts such a model from a trained one without them.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class FlowModelConfig(JsonConfig):
     num_components: int = 8
     hidden: tuple[int, ...] = (64, 64)
     torsion_coupling_pairs: int = 2
+    angle_coupling_pairs: int = 0
     bond_bounds_nm: tuple[float, float] = (0.05, 0.3)
     angle_bounds_rad: tuple[float, float] = (0.15 * math.pi, math.pi)
     temperature_K: float = 300.0
@@ -52,6 +58,9 @@ class FlowModelConfig(JsonConfig):
         if self.transform not in TRANSFORM_KINDS:
             raise ValueError(f"transform must be one of {TRANSFORM_KINDS}, got {self.transform!r}")
         self.hidden = tuple(int(h) for h in self.hidden)
+        for name in ("torsion_coupling_pairs", "angle_coupling_pairs"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         self.bond_bounds_nm = tuple(self.bond_bounds_nm)
         self.angle_bounds_rad = tuple(self.angle_bounds_rad)
 
@@ -63,8 +72,25 @@ def _transforms(cfg: FlowModelConfig) -> tuple[torch.nn.Module, torch.nn.Module]
             make_transform(cfg.transform, circular=True, **opts))
 
 
-def coupling_schedule(ic: InternalCoordinates, torsion_coupling_pairs: int
-                      ) -> list[tuple[list[int], list[int]]]:
+def angle_halves(zmatrix: ZMatrix) -> tuple[list[int], list[int]]:
+    """Split the angle columns 0..n-3 (relative to the first angle) into two halves so that
+    angles sharing a vertex and a reference atom (e.g. the three H-C-X angles of a methyl
+    group, which are strongly correlated) alternate between the halves."""
+    keys = [(zmatrix.frame[1], zmatrix.frame[0])] + [(b, a) for _, b, a, _ in zmatrix.rows]
+    groups: dict[tuple[int, int], list[int]] = {}
+    for column, key in enumerate(keys):
+        groups.setdefault(key, []).append(column)
+    halves: tuple[list[int], list[int]] = ([], [])
+    # Groups first (largest first), each starting in the smaller half; singletons fill in.
+    for members in sorted(groups.values(), key=lambda m: (-len(m), m[0])):
+        start = 0 if len(halves[0]) <= len(halves[1]) else 1
+        for k, column in enumerate(members):
+            halves[(start + k) % 2].append(column)
+    return sorted(halves[0]), sorted(halves[1])
+
+
+def coupling_schedule(ic: InternalCoordinates, torsion_coupling_pairs: int,
+                      angle_coupling_pairs: int = 0) -> list[tuple[list[int], list[int]]]:
     """(transformed, conditioning) column lists in the density direction (h -> z)."""
     bonds = list(range(ic.n_bonds))
     angles = list(range(ic.n_bonds, ic.n_bonds + ic.n_angles))
@@ -73,7 +99,12 @@ def coupling_schedule(ic: InternalCoordinates, torsion_coupling_pairs: int
     sampling: list[tuple[list[int], list[int]]] = []
     for _ in range(torsion_coupling_pairs):
         sampling += [(t1, t2), (t2, t1)]
-    sampling += [(angles, torsions), (bonds, angles + torsions)]
+    sampling += [(angles, torsions)]
+    if angle_coupling_pairs > 0 and ic.n_angles > 1:
+        a1, a2 = ([ic.n_bonds + c for c in half] for half in angle_halves(ic.zmatrix))
+        for _ in range(angle_coupling_pairs):
+            sampling += [(a1, a2 + torsions), (a2, a1 + torsions)]
+    sampling += [(bonds, angles + torsions)]
     return [step for step in reversed(sampling) if step[0]]
 
 
@@ -83,7 +114,9 @@ def build_flow(cfg: FlowModelConfig, ic: InternalCoordinates) -> Flow:
     mask = ic.circular_mask
     layers = [
         CouplingLayer(mask, transformed, conditioning, interval, circular, hidden=cfg.hidden)
-        for transformed, conditioning in coupling_schedule(ic, cfg.torsion_coupling_pairs)
+        for transformed, conditioning in coupling_schedule(
+            ic, cfg.torsion_coupling_pairs, cfg.angle_coupling_pairs
+        )
     ]
     return Flow(layers, UniformPrior(ic.dim), circular_mask=mask)
 
@@ -105,6 +138,55 @@ def build_energy(cfg: FlowModelConfig, topology_pdb: str | os.PathLike[str] | No
     ic = InternalCoordinates(zmatrix, cfg.bond_bounds_nm, cfg.angle_bounds_rad)
     flow = build_flow(cfg, ic)
     return FlowEnergy(ic, flow, zmatrix.n_atoms, cfg.temperature_K)
+
+
+def load_matching_weights(target: FlowEnergy, source_state: dict[str, Any]) -> list[int]:
+    """Load ``source_state`` (a FlowEnergy state dict) into ``target`` whose flow may have extra
+    coupling layers; returns the indices of target layers that kept their initialisation.
+
+    Layers are matched by their (transformed, conditioning) columns, so a trained model can be
+    grown by new layers, which start near the identity. Raises ValueError when a source layer
+    or any other entry has no counterpart of the same shape in ``target``.
+    """
+    def layer_key(state: dict[str, Any], prefix: str) -> tuple[tuple[int, ...], ...]:
+        return (tuple(state[prefix + "transformed_index"].tolist()),
+                tuple(state[prefix + "conditioning_index"].tolist()))
+
+    def layer_prefixes(state: dict[str, Any]) -> list[str]:
+        numbers = {int(k.split(".")[2]) for k in state if k.startswith("flow.layers.")}
+        return [f"flow.layers.{n}." for n in sorted(numbers)]
+
+    target_state = target.state_dict()
+    source_layers: dict[tuple[tuple[int, ...], ...], list[str]] = {}
+    for prefix in layer_prefixes(source_state):  # repeated layers (T1|T2 twice) match in order
+        source_layers.setdefault(layer_key(source_state, prefix), []).append(prefix)
+    merged = dict(target_state)
+    kept: list[int] = []
+    for index, prefix in enumerate(layer_prefixes(target_state)):
+        candidates = source_layers.get(layer_key(target_state, prefix), [])
+        if not candidates:
+            kept.append(index)
+            continue
+        source_prefix = candidates.pop(0)
+        for key in target_state:
+            if key.startswith(prefix):
+                merged[key] = source_state[source_prefix + key[len(prefix):]]
+    unmatched = [p for prefixes in source_layers.values() for p in prefixes]
+    if unmatched:
+        raise ValueError(f"source coupling layers without a counterpart: {unmatched}")
+    for key, value in source_state.items():
+        if not key.startswith("flow.layers."):
+            if key not in target_state:
+                raise ValueError(f"source entry {key!r} has no counterpart")
+            merged[key] = value
+    for key, value in merged.items():
+        if tuple(value.shape) != tuple(target_state[key].shape):
+            raise ValueError(
+                f"{key}: shape {tuple(value.shape)} in the source, "
+                f"{tuple(target_state[key].shape)} here"
+            )
+    target.load_state_dict(merged)
+    return kept
 
 
 def save_energy_model(

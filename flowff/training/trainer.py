@@ -26,6 +26,7 @@ from flowff.energy.builder import (
     FlowModelConfig,
     build_energy,
     load_energy_module,
+    load_matching_weights,
     save_energy_model,
 )
 from flowff.energy.flow_energy import kT_kJ_per_mol
@@ -194,17 +195,19 @@ class Trainer:
             tqdm.write(f"resumed from {ckpt_path} at epoch {self.epoch}, step {self.global_step}")
 
     def _init_from(self, path: Path) -> None:
-        """Start from the weights of a model file (fine-tuning)."""
+        """Start from the weights of a model file (fine-tuning); coupling layers this run's
+        architecture adds (e.g. angle couplings) start near the identity."""
         start = load_energy_module(path, mode="eager")
         try:
-            self.model.load_state_dict(start.state_dict())
-        except RuntimeError as error:
+            new_layers = load_matching_weights(self.model, start.state_dict())
+        except (ValueError, KeyError) as error:
             raise ValueError(
                 f"init_from {path}: its architecture differs from this run's model config "
                 f"({str(error).splitlines()[0]})"
             ) from None
         if self.progress:
-            tqdm.write(f"starting from the weights of {path}")
+            grown = f"; new coupling layers {new_layers}" if new_layers else ""
+            tqdm.write(f"starting from the weights of {path}{grown}")
 
     def _checkpoint(self) -> None:
         tail_rng = None

@@ -24,9 +24,9 @@ def test_defaults_leave_the_config_defaults() -> None:
 def test_smoothness_tail_and_init_options() -> None:
     cfg = config_from_args(_args("--max-concentration", "30", "--w-fm-tail", "50",
                                  "--tail-sigma", "0.002,0.2,0.3", "--init-from", "m.pt",
-                                 "--components", "4"))
+                                 "--components", "4", "--angle-coupling-pairs", "1"))
     assert cfg.model["transform_options"] == {"max_concentration": 30.0}
-    assert cfg.model["num_components"] == 4
+    assert cfg.model["num_components"] == 4 and cfg.model["angle_coupling_pairs"] == 1
     assert cfg.w_fm_tail == 50.0 and cfg.tail_sigma == (0.002, 0.2, 0.3)
     assert cfg.init_from == "m.pt"
 

@@ -62,9 +62,16 @@ def _energy_and_gradient(module, positions: torch.Tensor) -> tuple[float, torch.
     return energy.item(), gradient
 
 
-@pytest.mark.parametrize("which", ["small", "paper"])
-def test_energy_and_forces_equal_flow_energy(which: str, small_energy, paper_energy) -> None:
-    energy = small_energy if which == "small" else paper_energy
+@pytest.fixture(scope="module")
+def angle_coupled_energy() -> torch.nn.Module:
+    return _energy(FlowModelConfig(**{**SMALL.to_dict(), "angle_coupling_pairs": 1}), seed=5)
+
+
+@pytest.mark.parametrize("which", ["small", "paper", "angle_coupled"])
+def test_energy_and_forces_equal_flow_energy(which: str, small_energy, paper_energy,
+                                             angle_coupled_energy) -> None:
+    energy = {"small": small_energy, "paper": paper_energy,
+              "angle_coupled": angle_coupled_energy}[which]
     positions = _replicas(3, seed=3, outside=True)
     expected_energy, expected_gradient = _energy_and_gradient(energy, positions)
     got_energy, got_gradient = _energy_and_gradient(MDFlowEnergy(energy), positions)

@@ -176,3 +176,16 @@ def test_data_parallel_with_torchrun_gloo(tiny_reference_data, tmp_path) -> None
     steps = [json.loads(line)["step"] for line in
              (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert steps[:3] == [1, 2, 3]  # only rank 0 logs
+
+
+def test_init_from_grows_a_model_by_angle_couplings(tiny_reference_data, tmp_path) -> None:
+    first = Trainer(_config(tiny_reference_data, tmp_path / "a", max_steps=2), progress=False)
+    path = first.train()
+    grown = Trainer(_config(tiny_reference_data, tmp_path / "b", max_steps=2,
+                            model=dict(SMALL, angle_coupling_pairs=1), init_from=str(path)),
+                    progress=False)
+    assert len(grown.model.flow.layers) == len(first.model.flow.layers) + 2
+    x = first.train_x[:4]
+    torch.testing.assert_close(grown.model.reduced_energy(x), first.model.reduced_energy(x),
+                               rtol=0, atol=0.1)
+    grown.train()

@@ -1,0 +1,102 @@
+"""Coupling schedules (angle-angle couplings) and growing a trained model by new layers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from flowff.energy.builder import (
+    FlowModelConfig,
+    angle_halves,
+    build_energy,
+    coupling_schedule,
+    load_matching_weights,
+)
+from flowff.ic.zmatrix import ZMatrix
+from flowff.openmm.classical import load_alanine_dipeptide
+from flowff.transforms.mixture import IDENTITY_DENSITY_TOLERANCE
+
+SMALL = dict(num_components=3, hidden=(16, 16), torsion_coupling_pairs=1)
+
+
+def _trained_like(cfg: FlowModelConfig, seed: int) -> torch.nn.Module:
+    """A FlowEnergy with every parameter moved off its initialisation (float64)."""
+    torch.manual_seed(seed)
+    model = build_energy(cfg)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.1 * torch.randn(parameter.shape, generator=generator,
+                                             dtype=parameter.dtype))
+    return model.eval()
+
+
+def test_angle_halves_separate_angles_around_one_atom() -> None:
+    zmatrix = ZMatrix.alanine_dipeptide()
+    first, second = angle_halves(zmatrix)
+    n_angles = zmatrix.n_atoms - 2
+    assert sorted(first + second) == list(range(n_angles))
+    assert abs(len(first) - len(second)) <= 1
+    keys = [(zmatrix.frame[1], zmatrix.frame[0])] + [(b, a) for _, b, a, _ in zmatrix.rows]
+    groups: dict = {}
+    for column, key in enumerate(keys):
+        groups.setdefault(key, []).append(column)
+    methyl_like = [m for m in groups.values() if len(m) >= 2]
+    assert methyl_like, "alanine dipeptide has angles sharing vertex and reference atom"
+    for members in methyl_like:  # alternate: both halves hold members of every group
+        assert {c in first for c in members} == {True, False}
+
+
+def test_schedule_with_angle_couplings() -> None:
+    model = build_energy(FlowModelConfig(**SMALL))
+    ic = model.ic
+    plain = coupling_schedule(ic, 1, 0)
+    grown = coupling_schedule(ic, 1, 1)
+    assert len(grown) == len(plain) + 2
+    angles = set(range(ic.n_bonds, ic.n_bonds + ic.n_angles))
+    torsions = set(range(ic.n_bonds + ic.n_angles, ic.dim))
+    # density direction: bonds first, then the two angle couplings, then angles | torsions
+    a2, a1 = grown[1], grown[2]
+    assert set(a1[0]) | set(a2[0]) == angles and not set(a1[0]) & set(a2[0])
+    assert set(a1[1]) == set(a2[0]) | torsions and set(a2[1]) == set(a1[0]) | torsions
+    assert grown[3] == (sorted(angles), sorted(torsions))
+    with pytest.raises(ValueError, match="angle_coupling_pairs must be >= 0"):
+        FlowModelConfig(angle_coupling_pairs=-1)
+
+
+def test_growing_keeps_the_energy_and_forces() -> None:
+    source = _trained_like(FlowModelConfig(**SMALL), seed=4)
+    target = build_energy(FlowModelConfig(**SMALL, angle_coupling_pairs=1)).eval()
+    new_layers = load_matching_weights(target, source.state_dict())
+    assert len(new_layers) == 2
+    _, positions = load_alanine_dipeptide()
+    generator = torch.Generator().manual_seed(0)
+    x = torch.tensor(positions, dtype=torch.float64) + 0.004 * torch.randn(
+        5, 22, 3, generator=generator, dtype=torch.float64
+    )
+    x.requires_grad_(True)
+    e_source = source.reduced_energy(x)
+    (f_source,) = torch.autograd.grad(e_source.sum(), x)
+    e_target = target.reduced_energy(x)
+    (f_target,) = torch.autograd.grad(e_target.sum(), x)
+    # the new layers are within the identity tolerance of the identity (20 angles, 2 layers)
+    n_angles = 20
+    assert (e_source - e_target).abs().max() < 4 * n_angles * IDENTITY_DENSITY_TOLERANCE
+    assert (e_source - e_target).abs().max() > 0.0  # near, not exactly, the identity
+    assert (f_source - f_target).pow(2).mean().sqrt() < 1e-2 * f_source.pow(2).mean().sqrt()
+
+
+def test_growing_refuses_a_source_with_layers_the_target_lacks() -> None:
+    source = build_energy(FlowModelConfig(**SMALL, angle_coupling_pairs=1))
+    target = build_energy(FlowModelConfig(**SMALL))
+    with pytest.raises(ValueError, match="without a counterpart"):
+        load_matching_weights(target, source.state_dict())
+    wider = build_energy(FlowModelConfig(**{**SMALL, "hidden": (8, 8)}))
+    with pytest.raises(ValueError, match="shape"):
+        load_matching_weights(wider, target.state_dict())
+
+
+def test_old_model_configs_default_to_the_paper_schedule() -> None:
+    data = FlowModelConfig(**SMALL).to_dict()
+    del data["angle_coupling_pairs"]
+    assert FlowModelConfig.from_dict(data).angle_coupling_pairs == 0
