@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from flowff.analysis.force_decomposition import force_error_by_ic_type
 from flowff.analysis.metrics import (
     flow_energies_and_forces,
     md_frame_metrics,
@@ -252,6 +253,11 @@ def evaluate_model(
     md_metrics, u_flow_md, f_flow_md = md_frame_metrics(
         model, frames.positions, frames.forces, kT, batch_size, progress)
     u_target_md = np.asarray(frames.potential_energy, dtype=np.float64) / kT
+    by_ic_type: dict[str, Any] = {}
+    if hasattr(model, "ic"):  # which coordinates the force error comes from (<= 1000 frames)
+        sub = np.linspace(0, len(frames) - 1, min(len(frames), 1000)).astype(np.int64)
+        by_ic_type["force_error_by_ic_type"] = force_error_by_ic_type(
+            model.ic, frames.positions[sub], f_flow_md[sub], frames.forces[sub] / kT)
 
     # -- flow samples ------------------------------------------------------------------------
     generator = torch.Generator(device=model_device(model)).manual_seed(seed)
@@ -318,6 +324,7 @@ def evaluate_model(
             **md_metrics,
             "flow_energy_shift_kT": energy_shift(u_flow_md, u_target_md),
             "target_energy_mean_kT": float(u_target_md.mean()),
+            **by_ic_type,
         },
         "flow_samples": {
             **s_metrics,

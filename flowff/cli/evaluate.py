@@ -83,6 +83,12 @@ def summary_table(report: dict[str, Any]) -> str:
         ("test NLL (kT)", md["nll_kT"]),
         ("test force RMSE (kT/nm)", md["force_rmse_kT_per_nm"]),
         ("test FME ((kT/nm)^2)", md["fme_kT2_per_nm2"]),
+    ]
+    for name, part in (md.get("force_error_by_ic_type") or {}).items():
+        if isinstance(part, dict):
+            rows.append((f"  force RMSE from {name} (kT/nm; relative)",
+                         f"{part['cartesian_rmse']:.4g}; {part['relative']:.3f}"))
+    rows += [
         ("samples (non-finite / broken)", f"{s['n_samples']} ({s['n_nonfinite_positions']} / "
                                           f"{s['n_broken']})"),
         ("sample force RMSE (kT/nm)", s["force_rmse_kT_per_nm"]),

@@ -111,3 +111,20 @@ def test_evaluate_model_rejects_bad_input(tiny_data: Path, stand_in, sampler,
     with pytest.raises(ValueError, match="sampler returned shapes"):
         evaluate_model(stand_in, data, tmp_path, test_indices=np.arange(2), n_samples=4,
                        sampler=wrong_shape, progress=False)
+
+
+def test_report_splits_the_force_error_of_a_flow_energy(tiny_data: Path, small_energy,
+                                                       tmp_path: Path) -> None:
+    from flowff.cli.evaluate import summary_table
+
+    report = evaluate_model(small_energy, load_reference_data(tiny_data), tmp_path,
+                            test_indices=np.arange(6, 10),
+                            n_samples=4, batch_size=4, seed=0, make_plots=False,
+                            progress=False)
+    md = report["md_test_frames"]
+    split = md["force_error_by_ic_type"]
+    assert split["n_frames"] == 4
+    assert split["total_rmse"] == pytest.approx(md["force_rmse_kT_per_nm"], rel=1e-6)
+    assert split["unexplained_rmse"] < 1e-3 * split["total_rmse"]
+    assert all(split[k]["cartesian_rmse"] > 0 for k in ("bonds", "angles", "torsions"))
+    assert "force RMSE from angles" in summary_table(report)
