@@ -2,10 +2,14 @@
 
     h, log_det_ic = ic(x)            internal coordinates in [0,1] (torsions circular)
     z, log_det_flow = flow(h)        analytic (density) direction of the flow
-    u(x) = kT * ( confinement(z) - log_det_flow - log_det_ic )
+    u(x) = kT * ( confinement(z) + confinement(h) - log_det_flow - log_det_ic )
 
 with the uniform base density on [0,1]^d (log p0 = 0 inside) continued by a smooth wall outside
-(:mod:`flowff.energy.confinement`). Forces are -du/dx by autograd (OpenMM's TorchForce does this).
+(:mod:`flowff.energy.confinement`). The wall acts on h as well as on z: outside [0, 1] a mixture
+transform continues with its identity share as slope (z - 1 ~ c (h - 1), c ~ 1e-3), so a wall
+on z alone grows c^2 times slower in h, and MD could stretch a bond to nanometres for a few tens
+of kT. Both walls are exactly zero inside the box (h in [0,1] iff z in [0,1]).
+Forces are -du/dx by autograd (OpenMM's TorchForce does this).
 The module accepts positions of R replicas of the molecule at once, shape (R * n_atoms, 3), and
 returns the summed energy, so each replica receives its own independent forces.
 """
@@ -82,7 +86,7 @@ class FlowEnergy(torch.nn.Module):
         """Energy in kT per configuration: x (batch, n_atoms, 3) nm -> (batch,)."""
         h, log_det_ic = self.ic(x)
         z, log_det_flow = self.flow(h)
-        return self.confinement(z) - log_det_flow - log_det_ic
+        return self.confinement(z) + self.confinement(h) - log_det_flow - log_det_ic
 
     def forward(self, positions: Tensor) -> Tensor:
         x = replica_positions(positions, self.n_atoms, self.dtype)

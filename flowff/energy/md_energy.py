@@ -215,6 +215,9 @@ class MDFlowEnergy(nn.Module):
         chain: nn.Module = _Confinement(
             confinement.interval_mask, confinement.strength_kT, confinement.width
         )
+        self.h_wall = _Confinement(
+            confinement.interval_mask, confinement.strength_kT, confinement.width
+        )
         for layer in reversed(list(energy.flow.layers)):
             chain = AnalyticCoupling(layer, chain)
         self.flow = chain
@@ -231,8 +234,11 @@ class MDFlowEnergy(nn.Module):
         with torch.no_grad():
             constant_x = x.clone()
             h, log_det_ic, dh_dx, d_log_det_dx = self.ic.forward_with_derivatives(constant_x)
-            # conf(z) - log|dz/dh| in kT and its gradient w.r.t. h
+            # conf(z) - log|dz/dh| + conf(h) in kT and its gradient w.r.t. h
             flow_part, grad_h = self.flow(h)
+            wall_h, grad_wall_h = self.h_wall(h)  # the same wall on h (see FlowEnergy)
+            flow_part = flow_part + wall_h
+            grad_h = grad_h + grad_wall_h
             energy = self.kT * (flow_part - log_det_ic).sum()
             # du/dx = du/dh dh/dx - d log_det/dx, gathered from the (dim, 4) derivative slots
             slots = grad_h.unsqueeze(-1).unsqueeze(-1) * dh_dx - d_log_det_dx

@@ -127,3 +127,22 @@ def test_energy_and_forces_finite_and_continuous_outside_the_support(
     # No jumps: successive differences are small compared with the range.
     assert np.abs(np.diff(energies)).max() < 0.1 * (energies.max() - energies.min()) + 1.0
     assert np.abs(np.diff(forces)).max() < 0.2 * forces.max()
+
+
+def test_wall_on_internal_coordinates_holds_a_stretched_bond(small_energy, ala_structure) -> None:
+    """Past a bond's upper bound the energy rises at least by the wall on h itself, whatever
+    the flow's slope there (its identity share would shrink a wall on z alone ~c^2 times)."""
+    _, pos = ala_structure
+    ic = small_energy.ic
+    h0, _ = ic(torch.tensor(pos)[None])
+    lo, hi = ic.bounds["bond_nm"]
+    col = ic.n_bonds - 1
+    energies = []
+    for length in (hi, hi + 0.05):
+        h = h0.clone()
+        h[0, col] = (length - lo) / (hi - lo)
+        x, _ = ic.inverse(h)
+        energies.append(small_energy(x[0]).item())
+    excess = 0.05 / (hi - lo)
+    wall_kjmol = kT_kJ_per_mol(300.0) * 1e4 * excess**2 * math.exp(-0.01 / excess)
+    assert energies[1] - energies[0] > 0.9 * wall_kjmol
