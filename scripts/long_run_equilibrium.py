@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     import openmm.unit as unit
     from tqdm.auto import tqdm
 
+    from flowff.analysis.bonds import HIGH, LOW, bond_lengths, broken_frames
     from flowff.analysis.plots import plot_ramachandran
     from flowff.analysis.ramachandran import backbone_torsions, compare_ramachandran
     from flowff.data.reference import load_reference_data
@@ -102,6 +103,17 @@ def main(argv: list[str] | None = None) -> int:
     phi_md, psi_md = backbone_torsions(data.positions, data.topology_pdb)
     comparison = compare_ramachandran(phi_md, psi_md, phi_f, psi_f)
     total_ns = len(frames[skip:]) * args.save_ps * R / 1000
+    # Bond integrity: populations of broken molecules say nothing about the potential's basins.
+    reference = data.positions[np.linspace(0, len(data) - 1, min(len(data), 20000)).astype(int)]
+    broken = broken_frames(bond_lengths(kept, data.topology_pdb),
+                           bond_lengths(reference, data.topology_pdb))
+    per_replica = broken.reshape(-1, R)  # (T_kept, R): frames are time-major
+    intact = {"frames_broken_fraction": float(broken.mean()),
+              "replicas_ever_broken": int(per_replica.any(axis=0).sum()),
+              "rule": f"a bond outside [{LOW} x reference min, {HIGH} x reference max]"}
+    if (~broken).any():
+        intact["ramachandran_intact_frames"] = compare_ramachandran(
+            phi_md, psi_md, phi_f[~broken], psi_f[~broken])
     report = {
         "model": str(model), "replicas": R,
         "ps_per_replica_kept": len(frames[skip:]) * args.save_ps,
@@ -110,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "equilibrate_ps_discarded": args.equilibrate_ps, "platform": args.platform,
         "backend": args.backend, "seed": args.seed, "wall_s_this_call": wall,
         "reference_frames": len(data), "ramachandran": comparison,
+        "bond_integrity": intact,
     }
     write_json(args.out / "long_run.json", report)
     plot_ramachandran(phi_md, psi_md, phi_f, psi_f, args.out / "ramachandran.png",
@@ -121,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{pops['basins_flow_percent'][basin]:6.2f} %   diff "
               f"{pops['basins_difference_pp'][basin]:+6.2f} pp")
     print(f"Ramachandran KL(MD||flow MD) {pops['kl_md_flow']:.3f}, JS {pops['js']:.3f} nats")
+    print(f"broken molecules ({intact['rule']}): {100 * intact['frames_broken_fraction']:.1f} % "
+          f"of frames, {intact['replicas_ever_broken']} of {R} replicas at some time")
     print(json.dumps({"report": str(args.out / "long_run.json")}))
     return 0
 
