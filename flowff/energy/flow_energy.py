@@ -2,13 +2,15 @@
 
     h, log_det_ic = ic(x)            internal coordinates in [0,1] (torsions circular)
     z, log_det_flow = flow(h)        analytic (density) direction of the flow
-    u(x) = kT * ( confinement(z) + confinement(h) - log_det_flow - log_det_ic )
+    u(x) = kT * ( confinement(z) + IC_WALL_SCALE * confinement(h) - log_det_flow - log_det_ic )
 
 with the uniform base density on [0,1]^d (log p0 = 0 inside) continued by a smooth wall outside
 (:mod:`flowff.energy.confinement`). The wall acts on h as well as on z: outside [0, 1] a mixture
 transform continues with its identity share as slope (z - 1 ~ c (h - 1), c ~ 1e-3), so a wall
 on z alone grows c^2 times slower in h, and MD could stretch a bond to nanometres for a few tens
-of kT. Both walls are exactly zero inside the box (h in [0,1] iff z in [0,1]).
+of kT. Both walls are exactly zero inside the box (h in [0,1] iff z in [0,1]). The wall on h
+is 10x softer than the one on z: at full strength its curvature along a bond (8e5 kJ/mol/nm^2)
+exceeds a C-H bond's and 2 fs Verlet steps blew up on it.
 Forces are -du/dx by autograd (OpenMM's TorchForce does this).
 The module accepts positions of R replicas of the molecule at once, shape (R * n_atoms, 3), and
 returns the summed energy, so each replica receives its own independent forces.
@@ -20,6 +22,9 @@ import torch
 from torch import Tensor
 
 from flowff.energy.confinement import WALL_STRENGTH_KT, WALL_WIDTH, SmoothBoxConfinement
+
+#: Strength of the wall on the internal coordinates relative to the base-space wall.
+IC_WALL_SCALE: float = 0.1
 
 #: Molar gas constant in kJ/(mol K).
 MOLAR_GAS_CONSTANT_KJ_PER_MOL_K: float = 8.314462618e-3
@@ -79,6 +84,7 @@ class FlowEnergy(torch.nn.Module):
         self.kT = kT_kJ_per_mol(temperature_K)
         circular = torch.as_tensor(ic.circular_mask, dtype=torch.bool)
         self.confinement = SmoothBoxConfinement(~circular, wall_strength_kT, wall_width)
+        self.ic_wall_scale = IC_WALL_SCALE
         self.dtype = dtype
         self.to(dtype)
 
@@ -86,7 +92,8 @@ class FlowEnergy(torch.nn.Module):
         """Energy in kT per configuration: x (batch, n_atoms, 3) nm -> (batch,)."""
         h, log_det_ic = self.ic(x)
         z, log_det_flow = self.flow(h)
-        return self.confinement(z) + self.confinement(h) - log_det_flow - log_det_ic
+        return (self.confinement(z) + self.ic_wall_scale * self.confinement(h) - log_det_flow
+                - log_det_ic)
 
     def forward(self, positions: Tensor) -> Tensor:
         x = replica_positions(positions, self.n_atoms, self.dtype)

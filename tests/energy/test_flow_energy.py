@@ -10,7 +10,7 @@ import torch
 
 from flowff._torchscript import quiet_jit
 from flowff.energy.confinement import SmoothBoxConfinement, smooth_step_quadratic
-from flowff.energy.flow_energy import kT_kJ_per_mol
+from flowff.energy.flow_energy import IC_WALL_SCALE, kT_kJ_per_mol
 
 
 def test_energy_is_kT_times_negative_log_density(small_energy, ala_structure) -> None:
@@ -144,5 +144,5 @@ def test_wall_on_internal_coordinates_holds_a_stretched_bond(small_energy, ala_s
         x, _ = ic.inverse(h)
         energies.append(small_energy(x[0]).item())
     excess = 0.05 / (hi - lo)
-    wall_kjmol = kT_kJ_per_mol(300.0) * 1e4 * excess**2 * math.exp(-0.01 / excess)
+    wall_kjmol = kT_kJ_per_mol(300.0) * IC_WALL_SCALE * 1e4 * excess**2 * math.exp(-0.01 / excess)
     assert energies[1] - energies[0] > 0.9 * wall_kjmol
