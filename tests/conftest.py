@@ -32,6 +32,12 @@ def _perturbed(model: torch.nn.Module, seed: int) -> torch.nn.Module:
 
 
 @pytest.fixture(scope="session")
+def perturb():
+    """The function (model, seed) -> model with every parameter moved off its initialisation."""
+    return _perturbed
+
+
+@pytest.fixture(scope="session")
 def small_config() -> FlowModelConfig:
     return FlowModelConfig(num_components=2, hidden=(16, 16), torsion_coupling_pairs=1)
 

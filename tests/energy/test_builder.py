@@ -19,18 +19,6 @@ from flowff.transforms.mixture import IDENTITY_DENSITY_TOLERANCE
 SMALL = dict(num_components=3, hidden=(16, 16), torsion_coupling_pairs=1)
 
 
-def _trained_like(cfg: FlowModelConfig, seed: int) -> torch.nn.Module:
-    """A FlowEnergy with every parameter moved off its initialisation (float64)."""
-    torch.manual_seed(seed)
-    model = build_energy(cfg)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.add_(0.1 * torch.randn(parameter.shape, generator=generator,
-                                             dtype=parameter.dtype))
-    return model.eval()
-
-
 def test_angle_halves_separate_angles_around_one_atom() -> None:
     zmatrix = ZMatrix.alanine_dipeptide()
     first, second = angle_halves(zmatrix)
@@ -64,8 +52,8 @@ def test_schedule_with_angle_couplings() -> None:
         FlowModelConfig(angle_coupling_pairs=-1)
 
 
-def test_growing_keeps_the_energy_and_forces() -> None:
-    source = _trained_like(FlowModelConfig(**SMALL), seed=4)
+def test_growing_keeps_the_energy_and_forces(perturb) -> None:
+    source = perturb(build_energy(FlowModelConfig(**SMALL)), seed=4).eval()
     target = build_energy(FlowModelConfig(**SMALL, angle_coupling_pairs=1)).eval()
     new_layers = load_matching_weights(target, source.state_dict())
     assert len(new_layers) == 2
