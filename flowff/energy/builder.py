@@ -9,7 +9,8 @@ bonds | angles, torsions; 8 mixture components; conditioners 64-64 SiLU; bonds o
 ``angle_coupling_pairs > 0`` adds angle-angle couplings after angles | torsions (A1 | A2,
 torsions and A2 | A1, torsions per pair): with angles | torsions alone the angles are
 independent given the torsions, which cannot express the correlated angles around one atom
-(see docs/training.md). ``grow_from`` starts such a model from a trained one without them.
+(see docs/training.md). :func:`load_matching_weights` starts such a model from a trained one
+without them (``flowff train --init-from``).
 """
 
 from __future__ import annotations

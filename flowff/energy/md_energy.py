@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from flowff._torchscript import quiet_jit
-from flowff.energy.flow_energy import IC_WALL_SCALE, FlowEnergy, replica_positions
+from flowff.energy.flow_energy import FlowEnergy, replica_positions
 from flowff.flows.coupling import CouplingLayer
 from flowff.flows.periodic import wrap_unit
 from flowff.transforms.mixture import SmoothMixtureTransform
@@ -216,7 +216,8 @@ class MDFlowEnergy(nn.Module):
             confinement.interval_mask, confinement.strength_kT, confinement.width
         )
         self.h_wall = _Confinement(
-            confinement.interval_mask, IC_WALL_SCALE * confinement.strength_kT, confinement.width
+            confinement.interval_mask, energy.ic_wall_scale * confinement.strength_kT,
+            confinement.width,
         )
         for layer in reversed(list(energy.flow.layers)):
             chain = AnalyticCoupling(layer, chain)

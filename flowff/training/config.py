@@ -32,7 +32,8 @@ class TrainConfig(JsonConfig):
     tail_sigma: tuple[float, float, float] = DEFAULT_TAIL_SIGMA
     #: probability that a coordinate of a tail frame is perturbed
     tail_fraction: float = DEFAULT_TAIL_FRACTION
-    #: a model file to start from (fine-tuning); its architecture must equal ``model``
+    #: a model file to start from (fine-tuning): the architecture of ``model``, or that with
+    #: coupling layers added (they start near the identity)
     init_from: str | None = None
     epochs: int = 10
     max_steps: int | None = None
