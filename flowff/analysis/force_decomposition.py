@@ -10,7 +10,6 @@ coordinate type. Reported in kT units: Cartesian kT/nm, bonds kT/nm, angles and 
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 import numpy as np
@@ -51,10 +50,11 @@ def force_error_by_ic_type(
     rhs = -torch.stack([e, f_ref], dim=-1)
     solution = torch.linalg.lstsq(jt, rhs).solution  # (N, d, 2)
     eps, g_ref = solution[..., 0], solution[..., 1]
+    column_widths = ic64.column_widths()  # (d,) nm or rad per unit of h
     widths = {
-        "bonds": (ic.bond_slice, float(ic.bond_width)),
-        "angles": (ic.angle_slice, float(ic.angle_width)),
-        "torsions": (ic.torsion_slice, 2.0 * math.pi),
+        "bonds": (ic.bond_slice, column_widths[ic.bond_slice]),
+        "angles": (ic.angle_slice, column_widths[ic.angle_slice]),
+        "torsions": (ic.torsion_slice, column_widths[ic.torsion_slice]),
     }
     report: dict[str, Any] = {}
     for name, (columns, width) in widths.items():

@@ -29,6 +29,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-concentration", type=float, default=None,
                    help="smooth flows: upper bound of the bump concentration a (default 1000); "
                    "lower values give smoother energies for MD")
+    p.add_argument("--fit-ic-bounds", type=str, default=None,
+                   help="fit per-column intervals of 'bonds', 'angles' or 'bonds,angles' to the "
+                   "training frames (support ends just beyond the data; see docs/training.md); "
+                   "'none' for the fixed intervals (default)")
+    p.add_argument("--ic-bounds-margin", type=float, default=None,
+                   help="margin of fitted intervals beyond the data's extremes, in standard "
+                   "deviations (default 3)")
     p.add_argument("--w-nll", type=float, default=None)
     p.add_argument("--w-kl", type=float, default=None)
     p.add_argument("--w-fm", type=float, default=None)
@@ -80,6 +87,11 @@ def config_from_args(args: argparse.Namespace):
         base["tail_sigma"] = [float(v) for v in args.tail_sigma.split(",")]
     if args.init_from is not None:
         base["init_from"] = str(args.init_from)
+    if args.fit_ic_bounds is not None:
+        kinds = [v.strip() for v in args.fit_ic_bounds.split(",") if v.strip()]
+        base["fit_ic_bounds"] = [] if kinds == ["none"] else kinds
+    if args.ic_bounds_margin is not None:
+        base["ic_bounds_margin_std"] = args.ic_bounds_margin
     for option, key in [("w_nll", "w_nll"), ("w_kl", "w_kl"), ("w_fm", "w_fm"),
                         ("w_fm_tail", "w_fm_tail"),
                         ("epochs", "epochs"), ("max_steps", "max_steps"),

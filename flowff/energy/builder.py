@@ -49,8 +49,9 @@ class FlowModelConfig(JsonConfig):
     hidden: tuple[int, ...] = (64, 64)
     torsion_coupling_pairs: int = 2
     angle_coupling_pairs: int = 0
-    bond_bounds_nm: tuple[float, float] = (0.05, 0.3)
-    angle_bounds_rad: tuple[float, float] = (0.15 * math.pi, math.pi)
+    #: one (lo, hi) interval for all bonds (nm) / angles (rad), or one per column
+    bond_bounds_nm: tuple[Any, ...] = (0.05, 0.3)
+    angle_bounds_rad: tuple[Any, ...] = (0.15 * math.pi, math.pi)
     temperature_K: float = 300.0
     zmatrix: dict[str, Any] | None = None
     transform_options: dict[str, Any] = field(default_factory=dict)
@@ -62,8 +63,16 @@ class FlowModelConfig(JsonConfig):
         for name in ("torsion_coupling_pairs", "angle_coupling_pairs"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        self.bond_bounds_nm = tuple(self.bond_bounds_nm)
-        self.angle_bounds_rad = tuple(self.angle_bounds_rad)
+        self.bond_bounds_nm = _bounds_tuple(self.bond_bounds_nm)
+        self.angle_bounds_rad = _bounds_tuple(self.angle_bounds_rad)
+
+
+def _bounds_tuple(bounds: Any) -> tuple[Any, ...]:
+    """(lo, hi) floats, or a tuple of (lo, hi) pairs (per-column intervals)."""
+    items = list(bounds)
+    if items and isinstance(items[0], (list, tuple)):
+        return tuple((float(lo), float(hi)) for lo, hi in items)
+    return tuple(float(v) for v in items)
 
 
 def _transforms(cfg: FlowModelConfig) -> tuple[torch.nn.Module, torch.nn.Module]:
@@ -141,12 +150,15 @@ def build_energy(cfg: FlowModelConfig, topology_pdb: str | os.PathLike[str] | No
     return FlowEnergy(ic, flow, zmatrix.n_atoms, cfg.temperature_K)
 
 
-def load_matching_weights(target: FlowEnergy, source_state: dict[str, Any]) -> list[int]:
+def load_matching_weights(target: FlowEnergy, source_state: dict[str, Any],
+                          changed_columns: set[int] | frozenset[int] = frozenset()) -> list[int]:
     """Load ``source_state`` (a FlowEnergy state dict) into ``target`` whose flow may have extra
     coupling layers; returns the indices of target layers that kept their initialisation.
 
     Layers are matched by their (transformed, conditioning) columns, so a trained model can be
-    grown by new layers, which start near the identity. Raises ValueError when a source layer
+    grown by new layers, which start near the identity. Layers touching ``changed_columns``
+    (columns whose interval differs between source and target, so a trained map would act on
+    other physical values) keep their initialisation too. Raises ValueError when a source layer
     or any other entry has no counterpart of the same shape in ``target``.
     """
     def layer_key(state: dict[str, Any], prefix: str) -> tuple[tuple[int, ...], ...]:
@@ -164,11 +176,15 @@ def load_matching_weights(target: FlowEnergy, source_state: dict[str, Any]) -> l
     merged = dict(target_state)
     kept: list[int] = []
     for index, prefix in enumerate(layer_prefixes(target_state)):
-        candidates = source_layers.get(layer_key(target_state, prefix), [])
+        columns = layer_key(target_state, prefix)
+        candidates = source_layers.get(columns, [])
         if not candidates:
             kept.append(index)
             continue
         source_prefix = candidates.pop(0)
+        if changed_columns.intersection(columns[0] + columns[1]):
+            kept.append(index)
+            continue
         for key in target_state:
             if key.startswith(prefix):
                 merged[key] = source_state[source_prefix + key[len(prefix):]]

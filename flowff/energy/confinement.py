@@ -8,7 +8,9 @@ interval: an infinite wall that MD must never meet. We continue the energy smoot
 
 which is exactly zero on [0,1] (so densities, NLL and sampling are unchanged), C-infinity on R
 (every derivative of s vanishes at u = 0+), and grows quadratically far out. Circular dimensions
-need no wall. ``k`` is in kT; ``w`` sets the width over which the wall switches on.
+need no wall. ``k`` is in kT; ``w`` sets the width over which the wall switches on; both may
+differ per dimension (the wall on internal coordinates keeps one physical stiffness whatever each
+column's interval, see :func:`flowff.energy.flow_energy.ic_wall_parameters`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ WALL_STRENGTH_KT: float = 1.0e4
 WALL_WIDTH: float = 0.01
 
 
-def smooth_step_quadratic(u: Tensor, width: float) -> Tensor:
+def smooth_step_quadratic(u: Tensor, width: Tensor) -> Tensor:
     """s(u) = u^2 exp(-width/u) for u > 0, else 0; C-infinity, with finite derivatives at u <= 0.
 
     Uses the double-``where`` pattern so no NaN or inf reaches the gradient at u <= 0.
@@ -36,22 +38,29 @@ def smooth_step_quadratic(u: Tensor, width: float) -> Tensor:
 class SmoothBoxConfinement(torch.nn.Module):
     """-log p0(z) of the uniform base on [0,1]^d with a smooth wall outside (in kT).
 
-    ``interval_mask`` (d,) bool marks dimensions with walls (the non-circular ones).
+    ``interval_mask`` (d,) bool marks dimensions with walls (the non-circular ones);
+    ``strength_kT`` and ``width``: one value, or one per dimension (d,). ``persistent``: whether
+    the mask goes into state dicts (False for walls rebuilt from a model config).
     forward(z (batch, d)) -> (batch,) energy in kT, zero inside the box.
     """
 
     def __init__(
-        self, interval_mask: Tensor, strength_kT: float = WALL_STRENGTH_KT,
-        width: float = WALL_WIDTH,
+        self, interval_mask: Tensor, strength_kT: Tensor | float = WALL_STRENGTH_KT,
+        width: Tensor | float = WALL_WIDTH, persistent: bool = True,
     ) -> None:
         super().__init__()
-        if strength_kT <= 0 or width <= 0:
+        dim = interval_mask.shape[-1]
+        strength = torch.as_tensor(strength_kT, dtype=torch.float64).expand(dim).clone()
+        widths = torch.as_tensor(width, dtype=torch.float64).expand(dim).clone()
+        if not (bool((strength > 0).all()) and bool((widths > 0).all())):
             raise ValueError("wall strength and width must be positive")
-        self.register_buffer("interval_mask", interval_mask.to(torch.bool).clone())
-        self.strength_kT = float(strength_kT)
-        self.width = float(width)
+        self.register_buffer("interval_mask", interval_mask.to(torch.bool).clone(),
+                             persistent=persistent)
+        self.register_buffer("strength_kT", strength, persistent=False)
+        self.register_buffer("width", widths, persistent=False)
 
     def forward(self, z: Tensor) -> Tensor:
         mask = self.interval_mask.to(z.dtype)
-        wall = smooth_step_quadratic(z - 1.0, self.width) + smooth_step_quadratic(-z, self.width)
-        return self.strength_kT * (wall * mask).sum(dim=-1)
+        width = self.width.to(z.dtype)
+        wall = smooth_step_quadratic(z - 1.0, width) + smooth_step_quadratic(-z, width)
+        return (self.strength_kT.to(z.dtype) * wall * mask).sum(dim=-1)

@@ -2,15 +2,18 @@
 
     h, log_det_ic = ic(x)            internal coordinates in [0,1] (torsions circular)
     z, log_det_flow = flow(h)        analytic (density) direction of the flow
-    u(x) = kT * ( confinement(z) + IC_WALL_SCALE * confinement(h) - log_det_flow - log_det_ic )
+    u(x) = kT * ( confinement(z) + ic_wall(h) - log_det_flow - log_det_ic )
 
 with the uniform base density on [0,1]^d (log p0 = 0 inside) continued by a smooth wall outside
 (:mod:`flowff.energy.confinement`). The wall acts on h as well as on z: outside [0, 1] a mixture
 transform continues with its identity share as slope (z - 1 ~ c (h - 1), c ~ 1e-3), so a wall
 on z alone grows c^2 times slower in h, and MD could stretch a bond to nanometres for a few tens
 of kT. Both walls are exactly zero inside the box (h in [0,1] iff z in [0,1]). The wall on h
-is 10x softer than the one on z: at full strength its curvature along a bond (8e5 kJ/mol/nm^2)
-exceeds a C-H bond's and 2 fs Verlet steps blew up on it.
+has one physical stiffness per coordinate type whatever the column's interval: that of
+IC_WALL_SCALE x the base wall on the default intervals (bonds 0.25 nm wide: 1.6e4 kT/nm^2,
+switching over 2.5e-3 nm; angles 0.85 pi wide: 140 kT/rad^2 over 0.027 rad). At full strength
+(IC_WALL_SCALE = 1) its curvature along a bond (8e5 kJ/mol/nm^2) exceeds a C-H bond's and 2 fs
+Verlet steps blew up on it.
 Forces are -du/dx by autograd (OpenMM's TorchForce does this).
 The module accepts positions of R replicas of the molecule at once, shape (R * n_atoms, 3), and
 returns the summed energy, so each replica receives its own independent forces.
@@ -18,13 +21,19 @@ returns the summed energy, so each replica receives its own independent forces.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
 from flowff.energy.confinement import WALL_STRENGTH_KT, WALL_WIDTH, SmoothBoxConfinement
 
-#: Strength of the wall on the internal coordinates relative to the base-space wall.
+#: Strength of the wall on the internal coordinates relative to the base-space wall, on the
+#: reference intervals below.
 IC_WALL_SCALE: float = 0.1
+#: Interval widths on which the IC wall has strength IC_WALL_SCALE x WALL_STRENGTH_KT per
+#: squared normalised unit: bonds (nm), angles (rad); the defaults of the IC layer.
+IC_WALL_REFERENCE_WIDTHS: tuple[float, float] = (0.25, 0.85 * math.pi)
 
 #: Molar gas constant in kJ/(mol K).
 MOLAR_GAS_CONSTANT_KJ_PER_MOL_K: float = 8.314462618e-3
@@ -53,6 +62,23 @@ def replica_positions(positions: Tensor, n_atoms: int, dtype: torch.dtype) -> Te
     if not bool(torch.isfinite(positions).all()):
         raise ValueError("positions contain NaN or infinite values")
     return positions.to(dtype).reshape(-1, n_atoms, 3)
+
+
+def ic_wall_parameters(ic: torch.nn.Module, wall_strength_kT: float = WALL_STRENGTH_KT,
+                       wall_width: float = WALL_WIDTH) -> tuple[Tensor, Tensor]:
+    """Per-column strength (kT per squared normalised unit) and switching width (normalised
+    units), each (dim,) float64, of the wall on h: the same physical wall for every bond and
+    every angle, whatever its interval width w (strength ~ w^2, width ~ 1/w)."""
+    dim = int(ic.circular_mask.numel())
+    strength = torch.full((dim,), IC_WALL_SCALE * wall_strength_kT, dtype=torch.float64)
+    width = torch.full((dim,), float(wall_width), dtype=torch.float64)
+    if not hasattr(ic, "column_widths"):
+        return strength, width
+    relative = ic.column_widths().clone()
+    relative[ic.bond_slice] /= IC_WALL_REFERENCE_WIDTHS[0]
+    relative[ic.angle_slice] /= IC_WALL_REFERENCE_WIDTHS[1]
+    relative[ic.torsion_slice] = 1.0  # no wall on circular columns
+    return strength * relative**2, width / relative
 
 
 class FlowEnergy(torch.nn.Module):
@@ -84,7 +110,9 @@ class FlowEnergy(torch.nn.Module):
         self.kT = kT_kJ_per_mol(temperature_K)
         circular = torch.as_tensor(ic.circular_mask, dtype=torch.bool)
         self.confinement = SmoothBoxConfinement(~circular, wall_strength_kT, wall_width)
-        self.ic_wall_scale = IC_WALL_SCALE
+        self.ic_wall = SmoothBoxConfinement(
+            ~circular, *ic_wall_parameters(ic, wall_strength_kT, wall_width), persistent=False
+        )
         self.dtype = dtype
         self.to(dtype)
 
@@ -92,8 +120,7 @@ class FlowEnergy(torch.nn.Module):
         """Energy in kT per configuration: x (batch, n_atoms, 3) nm -> (batch,)."""
         h, log_det_ic = self.ic(x)
         z, log_det_flow = self.flow(h)
-        return (self.confinement(z) + self.ic_wall_scale * self.confinement(h) - log_det_flow
-                - log_det_ic)
+        return self.confinement(z) + self.ic_wall(h) - log_det_flow - log_det_ic
 
     def forward(self, positions: Tensor) -> Tensor:
         x = replica_positions(positions, self.n_atoms, self.dtype)

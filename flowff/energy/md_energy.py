@@ -47,24 +47,25 @@ class _Confinement(nn.Module):
     """End of the analytic chain: the smooth wall of the base space (see
     :class:`flowff.energy.confinement.SmoothBoxConfinement`), value and gradient in kT."""
 
-    def __init__(self, interval_mask: Tensor, strength_kT: float, width: float) -> None:
+    def __init__(self, interval_mask: Tensor, strength_kT: Tensor, width: Tensor) -> None:
         super().__init__()
         self.register_buffer("interval_mask", interval_mask.clone(), persistent=False)
-        self.strength_kT = float(strength_kT)
-        self.width = float(width)
+        self.register_buffer("strength_kT", strength_kT.clone(), persistent=False)  # (dim,)
+        self.register_buffer("width", width.clone(), persistent=False)  # (dim,)
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """z (batch, dim) -> (wall energy (batch,), its gradient (batch, dim))."""
         distance = torch.stack([z - 1.0, -z])  # past the upper and the lower wall
         outside = distance > 0
         safe = torch.where(outside, distance, torch.ones_like(distance))
-        boltzmann = torch.exp(-self.width / safe)
+        width = self.width.to(z.dtype)
+        boltzmann = torch.exp(-width / safe)
         value = torch.where(outside, safe * safe * boltzmann, torch.zeros_like(distance))
-        slope = torch.where(outside, boltzmann * (2.0 * safe + self.width),
+        slope = torch.where(outside, boltzmann * (2.0 * safe + width),
                             torch.zeros_like(distance))
-        mask = self.interval_mask.to(z.dtype)
-        wall = self.strength_kT * ((value[0] + value[1]) * mask).sum(dim=-1)
-        return wall, self.strength_kT * (slope[0] - slope[1]) * mask
+        scale = self.strength_kT.to(z.dtype) * self.interval_mask.to(z.dtype)
+        wall = ((value[0] + value[1]) * scale).sum(dim=-1)
+        return wall, (slope[0] - slope[1]) * scale
 
 
 class _TransformGroup(nn.Module):
@@ -215,10 +216,8 @@ class MDFlowEnergy(nn.Module):
         chain: nn.Module = _Confinement(
             confinement.interval_mask, confinement.strength_kT, confinement.width
         )
-        self.h_wall = _Confinement(
-            confinement.interval_mask, energy.ic_wall_scale * confinement.strength_kT,
-            confinement.width,
-        )
+        ic_wall = energy.ic_wall
+        self.h_wall = _Confinement(ic_wall.interval_mask, ic_wall.strength_kT, ic_wall.width)
         for layer in reversed(list(energy.flow.layers)):
             chain = AnalyticCoupling(layer, chain)
         self.flow = chain

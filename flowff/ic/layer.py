@@ -10,7 +10,9 @@ Layout of ``h`` (batch, 3n-6), defined by a :class:`~flowff.ic.zmatrix.ZMatrix` 
 
 normalised as h_bond = (d - bond_lo) / w_b, h_angle = (theta - angle_lo) / w_a with
 w_b = bond_hi - bond_lo, w_a = angle_hi - angle_lo, and h_torsion = (phi + pi) / (2 pi) mod 1.
-Defaults: bonds [0.05, 0.3] nm, angles [0.15 pi, pi] rad.
+Defaults: bonds [0.05, 0.3] nm, angles [0.15 pi, pi] rad, the same for every column; each bond
+and each angle may instead have its own interval (e.g. fitted to data,
+:func:`flowff.ic.bounds.fit_ic_bounds`), so that the flow's support ends just beyond the data.
 
 Outside the support
 -------------------
@@ -43,7 +45,7 @@ dR / 8 pi^2) and all internal coordinates. With dq = w_b^{n-1} w_a^{n-2} (2 pi)^
 
     log p_x(x) = log p_h(h) + log_det,
     log_det = -[ sum_bonds 2 log d + sum_angles log sin(theta)
-                 + (n-1) log w_b + (n-2) log w_a + (n-3) log(2 pi) + log(8 pi^2) ].
+                 + sum_bonds log w_b + sum_angles log w_a + (n-3) log(2 pi) + log(8 pi^2) ].
 
 Every constant appears exactly once. Tested against the brute-force determinant of the square
 map x -> (h, x_f0, ZYZ Euler angles of the frame): log|det| there equals
@@ -104,14 +106,34 @@ def check_positions(x: Any, n_atoms: int) -> None:
         )
 
 
-def _check_bounds(name: str, bounds: Sequence[float], lowest: float, highest: float
-                  ) -> tuple[float, float]:
-    lo, hi = (float(v) for v in bounds)
-    if not (math.isfinite(lo) and math.isfinite(hi) and lowest <= lo < hi <= highest):
+def _check_bounds(name: str, bounds: Any, count: int, lowest: float, highest: float
+                  ) -> tuple[Tensor, Tensor]:
+    """Per-column (lo, hi) as float64 tensors of shape (count,) from one (lo, hi) pair shared by
+    all columns or from ``count`` pairs; raises ValueError unless lowest <= lo < hi <= highest."""
+    table = torch.as_tensor(bounds, dtype=torch.float64)
+    if table.shape == (2,):
+        table = table.expand(count, 2)
+    if table.shape != (count, 2):
         raise ValueError(
-            f"{name} bounds must satisfy {lowest} <= lo < hi <= {highest}, got ({lo}, {hi})"
+            f"{name} bounds must be one (lo, hi) pair or {count} pairs (one per {name}), got "
+            f"shape {tuple(table.shape)}"
         )
-    return lo, hi
+    lo, hi = table.unbind(-1)
+    bad = ~(torch.isfinite(table).all(-1) & (lo >= lowest) & (lo < hi) & (hi <= highest))
+    if bool(bad.any()):
+        column = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"{name} bounds must satisfy {lowest} <= lo < hi <= {highest}, got "
+            f"({float(lo[column])}, {float(hi[column])}) for {name} {column}"
+        )
+    return lo.clone(), hi.clone()
+
+
+def _compact(lo: Tensor, hi: Tensor) -> list[float] | list[list[float]]:
+    """One [lo, hi] pair when every column shares it, else one pair per column."""
+    if bool((lo == lo[0]).all()) and bool((hi == hi[0]).all()):
+        return [float(lo[0]), float(hi[0])]
+    return [[float(a), float(b)] for a, b in zip(lo.tolist(), hi.tolist(), strict=True)]
 
 
 class InternalCoordinates(nn.Module):
@@ -126,7 +148,7 @@ class InternalCoordinates(nn.Module):
     __jit_unused_properties__ = [
         "bounds", "bond_slice", "angle_slice", "torsion_slice", "phi_column", "psi_column",
     ]
-    __jit_ignored_attributes__ = ["zmatrix"]
+    __jit_ignored_attributes__ = ["zmatrix", "_bounds"]
 
     def __init__(
         self,
@@ -138,21 +160,25 @@ class InternalCoordinates(nn.Module):
         if not isinstance(zmatrix, ZMatrix):
             raise TypeError(f"expected a ZMatrix, got {type(zmatrix).__name__}")
         self.zmatrix = zmatrix
-        self.bond_lo, self.bond_hi = _check_bounds("bond", bond_bounds_nm, 0.0, math.inf)
-        self.angle_lo, self.angle_hi = _check_bounds("angle", angle_bounds_rad, 0.0, math.pi)
-        self.bond_width = self.bond_hi - self.bond_lo
-        self.angle_width = self.angle_hi - self.angle_lo
         n = zmatrix.n_atoms
         self.n_atoms = n
         self.n_bonds = n - 1
         self.n_angles = n - 2
         self.n_torsions = n - 3
         self.dim = 3 * n - 6
-        self.log_normalizer = (
-            self.n_bonds * math.log(self.bond_width)
-            + self.n_angles * math.log(self.angle_width)
-            + self.n_torsions * math.log(2.0 * math.pi)
-            + LOG_ROTATION_VOLUME
+        # Per-column intervals (float64 here, cast with the module); not in state dicts: the
+        # model config holds them.
+        bond_lo, bond_hi = _check_bounds("bond", bond_bounds_nm, self.n_bonds, 0.0, math.inf)
+        angle_lo, angle_hi = _check_bounds("angle", angle_bounds_rad, self.n_angles, 0.0,
+                                           math.pi)
+        for name, value in (("bond_lo", bond_lo), ("bond_width", bond_hi - bond_lo),
+                            ("angle_lo", angle_lo), ("angle_width", angle_hi - angle_lo)):
+            self.register_buffer(name, value, persistent=False)
+        self._bounds = {"bond_nm": _compact(bond_lo, bond_hi),
+                        "angle_rad": _compact(angle_lo, angle_hi)}
+        self.log_normalizer = float(
+            torch.log(bond_hi - bond_lo).sum() + torch.log(angle_hi - angle_lo).sum()
+            + self.n_torsions * math.log(2.0 * math.pi) + LOG_ROTATION_VOLUME
         )
         long = torch.long
         self.register_buffer("bond_atoms", torch.tensor(zmatrix.bonds, dtype=long).reshape(-1, 2),
@@ -213,12 +239,15 @@ class InternalCoordinates(nn.Module):
 
     @property
     def bounds(self) -> dict[str, list[float]]:
-        """Physical intervals mapped onto [0, 1] (plain lists, for model metadata)."""
-        return {
-            "bond_nm": [self.bond_lo, self.bond_hi],
-            "angle_rad": [self.angle_lo, self.angle_hi],
-            "torsion_rad": [-math.pi, math.pi],
-        }
+        """Physical intervals mapped onto [0, 1] (plain lists, for model metadata): one
+        [lo, hi] pair per coordinate type, or one pair per column where they differ."""
+        return {**self._bounds, "torsion_rad": [-math.pi, math.pi]}
+
+    def column_widths(self) -> Tensor:
+        """Physical width of every column's interval, (dim,) float64: bonds in nm, angles and
+        torsions (2 pi) in rad."""
+        return torch.cat([self.bond_width.double(), self.angle_width.double(),
+                          torch.full((self.n_torsions,), 2.0 * math.pi, dtype=torch.float64)])
 
     def to_metadata(self) -> dict[str, Any]:
         """JSON-compatible description that :meth:`from_metadata` rebuilds the layer from."""
@@ -239,9 +268,14 @@ class InternalCoordinates(nn.Module):
         check_positions(x, self.n_atoms)
 
     def extra_repr(self) -> str:
+        def span(lo: Tensor, width: Tensor) -> str:
+            low, high = float(lo.min()), float((lo + width).max())
+            shared = bool((lo == lo[0]).all()) and bool((width == width[0]).all())
+            return f"[{low:g}, {high:g}]" if shared else f"per column within [{low:g}, {high:g}]"
+
         return (
-            f"n_atoms={self.n_atoms}, bonds=[{self.bond_lo:g}, {self.bond_hi:g}] nm, "
-            f"angles=[{self.angle_lo:g}, {self.angle_hi:g}] rad"
+            f"n_atoms={self.n_atoms}, bonds={span(self.bond_lo, self.bond_width)} nm, "
+            f"angles={span(self.angle_lo, self.angle_width)} rad"
         )
 
     # ------------------------------------------------------------------------------ analytic
@@ -274,8 +308,8 @@ class InternalCoordinates(nn.Module):
         bonds (nm), angles and torsions (rad) and the angles' log sin."""
         h = torch.cat(
             [
-                (bonds - self.bond_lo) / self.bond_width,
-                (angles - self.angle_lo) / self.angle_width,
+                (bonds - self.bond_lo.to(bonds.dtype)) / self.bond_width.to(bonds.dtype),
+                (angles - self.angle_lo.to(angles.dtype)) / self.angle_width.to(angles.dtype),
                 torch.remainder(torsions + math.pi, 2.0 * math.pi) / (2.0 * math.pi),
             ],
             dim=-1,
@@ -326,7 +360,7 @@ class InternalCoordinates(nn.Module):
         unit = bond_vector / bonds.unsqueeze(-1)
         unit_pair = torch.stack([unit, -unit], dim=-2)  # d d / d(p0, p1)
         bond_slots = derivatives.narrow(1, 0, n_bonds).narrow(3, 0, 2)
-        bond_slots[:, :, 0] = unit_pair / self.bond_width
+        bond_slots[:, :, 0] = unit_pair / self.bond_width.to(x.dtype).unsqueeze(-1).unsqueeze(-1)
         bond_slots[:, :, 1] = unit_pair * (-2.0 / bonds).unsqueeze(-1).unsqueeze(-1)
 
         # angles: theta = atan2(n, m), n = |u x v|, m = u . v; log-det term -log sin theta
@@ -351,7 +385,8 @@ class InternalCoordinates(nn.Module):
         # log sin = log n - log(n^2 + m^2) / 2
         d_log_sin = d_norm / n - (n * d_norm + m * d_dot) * inv_squared
         angle_slots = derivatives.narrow(1, n_bonds, n_angles).narrow(3, 0, 3)
-        for slot, d_uv in ((0, d_angle / self.angle_width), (1, -d_log_sin)):
+        angle_width = self.angle_width.to(x.dtype).unsqueeze(-1).unsqueeze(-1)
+        for slot, d_uv in ((0, d_angle / angle_width), (1, -d_log_sin)):
             d_u, d_v = d_uv.unbind(-2)
             angle_slots[:, :, slot] = torch.stack([d_u, -(d_u + d_v), d_v], dim=-2)
 
@@ -401,8 +436,9 @@ class InternalCoordinates(nn.Module):
         """h (batch, 3n-6) -> bonds (batch, n-1) nm, angles (batch, n-2) rad,
         torsions (batch, n-3) rad in [-pi, pi)."""
         self._check_h(h)
-        bonds = self.bond_lo + self.bond_width * h[:, self.bond_slice]
-        angles = self.angle_lo + self.angle_width * h[:, self.angle_slice]
+        bonds = self.bond_lo.to(h.dtype) + self.bond_width.to(h.dtype) * h[:, self.bond_slice]
+        angles = (self.angle_lo.to(h.dtype)
+                  + self.angle_width.to(h.dtype) * h[:, self.angle_slice])
         torsions = 2.0 * math.pi * torch.remainder(h[:, self.torsion_slice], 1.0) - math.pi
         return bonds, angles, torsions
 

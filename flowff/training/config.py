@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flowff.ic.bounds import DEFAULT_MARGIN_STD
 from flowff.training.tail import DEFAULT_TAIL_FRACTION, DEFAULT_TAIL_SIGMA
 from flowff.utils.config import JsonConfig
 
@@ -35,6 +36,11 @@ class TrainConfig(JsonConfig):
     #: a model file to start from (fine-tuning): the architecture of ``model``, or that with
     #: coupling layers added (they start near the identity)
     init_from: str | None = None
+    #: fit per-column intervals of these IC types ("bonds", "angles") to the training frames
+    #: (flowff.ic.bounds); the fitted intervals are written into the model config
+    fit_ic_bounds: tuple[str, ...] = ()
+    #: margin of fitted intervals beyond the data's extremes, in standard deviations
+    ic_bounds_margin_std: float = DEFAULT_MARGIN_STD
     epochs: int = 10
     max_steps: int | None = None
     batch_size: int = 128
@@ -61,6 +67,12 @@ class TrainConfig(JsonConfig):
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
         self.split = tuple(self.split)  # JSON gives lists
+        self.fit_ic_bounds = tuple(str(kind) for kind in self.fit_ic_bounds)
+        unknown = set(self.fit_ic_bounds) - {"bonds", "angles"}
+        if unknown:
+            raise ValueError(
+                f"fit_ic_bounds may name 'bonds' and 'angles', got {sorted(unknown)}"
+            )
         self.tail_sigma = tuple(float(v) for v in self.tail_sigma)
         if len(self.tail_sigma) != 3 or min(self.tail_sigma) < 0:
             raise ValueError(f"tail_sigma must be 3 non-negative widths, got {self.tail_sigma}")

@@ -30,6 +30,7 @@ from flowff.energy.builder import (
     save_energy_model,
 )
 from flowff.energy.flow_energy import kT_kJ_per_mol
+from flowff.ic.bounds import fit_ic_bounds
 from flowff.training.config import TrainConfig
 from flowff.training.losses import (
     force_matching_loss,
@@ -61,6 +62,12 @@ def _init_distributed(device: torch.device) -> _Dist:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return _Dist(dist.get_rank(), dist.get_world_size())
+
+
+def _column_lows(ic: torch.nn.Module) -> torch.Tensor:
+    """Lower end of every column's interval (dim,) float64 (torsions: -pi)."""
+    return torch.cat([ic.bond_lo.double(), ic.angle_lo.double(),
+                      torch.full((ic.n_torsions,), -math.pi, dtype=torch.float64)])
 
 
 def _pick_device(name: str) -> torch.device:
@@ -106,6 +113,11 @@ class Trainer:
         model_cfg = FlowModelConfig.from_dict(
             {**config.model, "temperature_K": data.temperature_K}
         )
+        if config.fit_ic_bounds:  # per-column intervals from the training frames
+            ic = build_energy(model_cfg, topology_pdb=self.topology_pdb).ic
+            fitted = fit_ic_bounds(ic, torch.as_tensor(data.positions[train]),
+                                   config.fit_ic_bounds, config.ic_bounds_margin_std)
+            model_cfg = FlowModelConfig.from_dict({**model_cfg.to_dict(), **fitted})
         self.model_cfg = model_cfg
         self.model = build_energy(model_cfg, topology_pdb=self.topology_pdb).to(
             self.device, self.dtype
@@ -198,15 +210,20 @@ class Trainer:
         """Start from the weights of a model file (fine-tuning); coupling layers this run's
         architecture adds (e.g. angle couplings) start near the identity."""
         start = load_energy_module(path, mode="eager")
+        changed = torch.nonzero(
+            ~torch.isclose(start.ic.column_widths(), self.model.ic.column_widths())
+            | ~torch.isclose(_column_lows(start.ic), _column_lows(self.model.ic))
+        ).flatten().tolist()
         try:
-            new_layers = load_matching_weights(self.model, start.state_dict())
+            new_layers = load_matching_weights(self.model, start.state_dict(), set(changed))
         except (ValueError, KeyError) as error:
             raise ValueError(
                 f"init_from {path}: its architecture differs from this run's model config "
                 f"({str(error).splitlines()[0]})"
             ) from None
         if self.progress:
-            grown = f"; new coupling layers {new_layers}" if new_layers else ""
+            grown = (f"; coupling layers {new_layers} start near the identity (new, or on "
+                     f"{len(changed)} columns with new intervals)" if new_layers else "")
             tqdm.write(f"starting from the weights of {path}{grown}")
 
     def _checkpoint(self) -> None:

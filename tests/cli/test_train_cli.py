@@ -34,3 +34,12 @@ def test_smoothness_tail_and_init_options() -> None:
 def test_bad_tail_sigma_is_refused() -> None:
     with pytest.raises(ValueError, match="tail_sigma"):
         config_from_args(_args("--tail-sigma", "0.1,0.2"))
+
+
+def test_fit_ic_bounds_options() -> None:
+    assert config_from_args(_args()).fit_ic_bounds == ()
+    cfg = config_from_args(_args("--fit-ic-bounds", "bonds,angles", "--ic-bounds-margin", "4"))
+    assert cfg.fit_ic_bounds == ("bonds", "angles") and cfg.ic_bounds_margin_std == 4.0
+    assert config_from_args(_args("--fit-ic-bounds", "none")).fit_ic_bounds == ()
+    with pytest.raises(ValueError, match="fit_ic_bounds"):
+        config_from_args(_args("--fit-ic-bounds", "bond"))

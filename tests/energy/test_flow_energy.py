@@ -82,7 +82,7 @@ def test_scripted_energy_matches_eager(small_energy, ala_structure) -> None:
 
 def test_confinement_is_zero_inside_smooth_and_confining() -> None:
     u = torch.linspace(-0.5, 0.5, 2001, dtype=torch.float64, requires_grad=True)
-    s = smooth_step_quadratic(u, 0.01)
+    s = smooth_step_quadratic(u, torch.tensor(0.01, dtype=u.dtype))
     assert torch.all(s[u <= 0] == 0)
     (d1,) = torch.autograd.grad(s.sum(), u, create_graph=True)
     (d2,) = torch.autograd.grad(d1.sum(), u, create_graph=True)
@@ -90,7 +90,8 @@ def test_confinement_is_zero_inside_smooth_and_confining() -> None:
     assert torch.isfinite(d1).all() and torch.isfinite(d2).all() and torch.isfinite(d3).all()
     # C-infinity at 0: every derivative tends to 0 from the right.
     small = torch.tensor([1e-4], dtype=torch.float64, requires_grad=True)
-    (g,) = torch.autograd.grad(smooth_step_quadratic(small, 0.01).sum(), small)
+    width = torch.tensor(0.01, dtype=small.dtype)
+    (g,) = torch.autograd.grad(smooth_step_quadratic(small, width).sum(), small)
     assert abs(g.item()) < 1e-30
     wall = SmoothBoxConfinement(torch.tensor([True, False]))
     z = torch.tensor([[0.5, 3.0], [1.02, 0.5], [-0.05, 0.5], [1.2, 0.5]], dtype=torch.float64)
@@ -146,3 +147,32 @@ def test_wall_on_internal_coordinates_holds_a_stretched_bond(small_energy, ala_s
     excess = 0.05 / (hi - lo)
     wall_kjmol = kT_kJ_per_mol(300.0) * IC_WALL_SCALE * 1e4 * excess**2 * math.exp(-0.01 / excess)
     assert energies[1] - energies[0] > 0.9 * wall_kjmol
+
+
+def test_wall_on_internal_coordinates_is_one_physical_wall_for_any_interval() -> None:
+    """Per-column intervals change the wall's parameters in h, not its energy per nm or rad
+    past the interval's end (IC_WALL_REFERENCE_WIDTHS are the layer's defaults)."""
+    from flowff.energy.flow_energy import IC_WALL_REFERENCE_WIDTHS, ic_wall_parameters
+    from flowff.ic.layer import InternalCoordinates
+    from flowff.ic.zmatrix import ZMatrix
+
+    zmatrix = ZMatrix.alanine_dipeptide()
+    shared = InternalCoordinates(zmatrix)
+    assert (shared.bond_width[0].item(), shared.angle_width[0].item()) == pytest.approx(
+        IC_WALL_REFERENCE_WIDTHS)
+    narrow = InternalCoordinates(
+        zmatrix, [(0.1 + 0.001 * i, 0.13 + 0.002 * i) for i in range(21)], (1.5, 2.2))
+    excess = torch.tensor([0.004, 0.02, 0.05], dtype=torch.float64)  # nm / rad past the top
+    for column in (0, 20, shared.n_bonds + 3):
+        walls = []
+        for ic in (shared, narrow):
+            strength, width = ic_wall_parameters(ic)
+            wall = SmoothBoxConfinement(~ic.circular_mask, strength, width, persistent=False)
+            h = torch.full((3, ic.dim), 0.5, dtype=torch.float64)
+            h[:, column] = 1.0 + excess / ic.column_widths()[column]
+            walls.append(wall(h))
+        torch.testing.assert_close(walls[1], walls[0], rtol=1e-12, atol=0)
+        assert bool((walls[0] > 0).all())
+    strength, _ = ic_wall_parameters(shared)
+    assert float(strength[0]) == pytest.approx(IC_WALL_SCALE * 1e4)
+    assert float(strength[-1]) == pytest.approx(IC_WALL_SCALE * 1e4)  # masked: torsions

@@ -67,11 +67,26 @@ def angle_coupled_energy() -> torch.nn.Module:
     return _energy(FlowModelConfig(**{**SMALL.to_dict(), "angle_coupling_pairs": 1}), seed=5)
 
 
-@pytest.mark.parametrize("which", ["small", "paper", "angle_coupled"])
+@pytest.fixture(scope="module")
+def per_column_energy() -> torch.nn.Module:
+    """Every bond and angle on its own interval around the alanine dipeptide's values."""
+    _, positions = load_alanine_dipeptide()
+    ic = build_energy(FlowModelConfig(**SMALL.to_dict())).ic
+    bonds, angles, _ = ic.physical(ic(torch.tensor(positions, dtype=torch.float64)[None])[0])
+    spread = torch.linspace(0.01, 0.03, ic.n_bonds, dtype=torch.float64)
+    bond_bounds = torch.stack([bonds[0] - spread, bonds[0] + 1.5 * spread], dim=-1)
+    turn = torch.linspace(0.2, 0.4, ic.n_angles, dtype=torch.float64)
+    angle_bounds = torch.stack([angles[0] - turn, (angles[0] + turn).clamp(max=3.1)], dim=-1)
+    cfg = {**SMALL.to_dict(), "bond_bounds_nm": bond_bounds.tolist(),
+           "angle_bounds_rad": angle_bounds.tolist()}
+    return _energy(FlowModelConfig(**cfg), seed=6)
+
+
+@pytest.mark.parametrize("which", ["small", "paper", "angle_coupled", "per_column"])
 def test_energy_and_forces_equal_flow_energy(which: str, small_energy, paper_energy,
-                                             angle_coupled_energy) -> None:
+                                             angle_coupled_energy, per_column_energy) -> None:
     energy = {"small": small_energy, "paper": paper_energy,
-              "angle_coupled": angle_coupled_energy}[which]
+              "angle_coupled": angle_coupled_energy, "per_column": per_column_energy}[which]
     positions = _replicas(3, seed=3, outside=True)
     expected_energy, expected_gradient = _energy_and_gradient(energy, positions)
     got_energy, got_gradient = _energy_and_gradient(MDFlowEnergy(energy), positions)

@@ -212,6 +212,40 @@ def test_metadata_round_trip(alanine_zmatrix: ZMatrix, make_configurations) -> N
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_per_column_bounds_metadata_and_derivatives(alanine_zmatrix: ZMatrix,
+                                                    make_configurations) -> None:
+    shared = InternalCoordinates(alanine_zmatrix)
+    x = make_configurations(shared, 3, seed=21)
+    bonds, angles, _ = shared.physical(shared(x)[0])
+    bond_bounds = torch.stack([bonds.min(0).values - 0.01, bonds.max(0).values + 0.02], -1)
+    angle_bounds = torch.stack([angles.min(0).values - 0.1, angles.max(0).values + 0.1], -1)
+    ic = InternalCoordinates(alanine_zmatrix, bond_bounds_nm=bond_bounds.tolist(),
+                             angle_bounds_rad=angle_bounds.tolist())
+    assert ic.to_metadata()["bounds"]["bond_nm"] == bond_bounds.tolist()
+    assert shared.to_metadata()["bounds"]["bond_nm"] == [0.05, 0.3]  # shared: one pair
+    rebuilt = InternalCoordinates.from_metadata(json.loads(json.dumps(ic.to_metadata())))
+    for a, b in zip(ic(x), rebuilt(x), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    h, log_det = ic(x)
+    assert bool(((h > 0) & (h < 1)).all())
+    torch.testing.assert_close(ic.column_widths()[ic.bond_slice],
+                               bond_bounds[:, 1] - bond_bounds[:, 0])
+    # analytic derivatives against autograd, column by column
+    _, _, dh_dx, dlog_dx = ic.forward_with_derivatives(x)
+    xg = x.clone().requires_grad_(True)
+    hg, log_det_g = ic(xg)
+    for column in (0, ic.n_bonds - 1, ic.n_bonds, ic.dim - ic.n_torsions - 1):
+        (want,) = torch.autograd.grad(hg[:, column].sum(), xg, retain_graph=True)
+        got = torch.zeros_like(x).index_add(1, ic.derivative_atoms[column], dh_dx[:, column])
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
+    (want,) = torch.autograd.grad(log_det_g.sum(), xg)
+    got = torch.zeros_like(x).index_add(1, ic.derivative_atoms.flatten(), dlog_dx.flatten(1, 2))
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
+    with quiet_jit():
+        scripted = torch.jit.script(ic)
+    torch.testing.assert_close(scripted(x)[0], h, rtol=0, atol=0)
+
+
 def test_wrong_inputs_raise_clear_errors(alanine_zmatrix: ZMatrix,
                                          alanine_positions: torch.Tensor) -> None:
     ic = InternalCoordinates(alanine_zmatrix)
@@ -237,3 +271,8 @@ def test_wrong_inputs_raise_clear_errors(alanine_zmatrix: ZMatrix,
         InternalCoordinates(alanine_zmatrix, angle_bounds_rad=(0.1, 3.5))
     with pytest.raises(ValueError, match="bond bounds"):
         InternalCoordinates(alanine_zmatrix, bond_bounds_nm=(0.3, 0.05))
+    with pytest.raises(ValueError, match="one \\(lo, hi\\) pair or 21 pairs"):
+        InternalCoordinates(alanine_zmatrix, bond_bounds_nm=[(0.1, 0.2)] * 20)
+    with pytest.raises(ValueError, match=r"\(0.2, 0.1\) for bond 3"):
+        InternalCoordinates(alanine_zmatrix,
+                            bond_bounds_nm=[(0.1, 0.2)] * 3 + [(0.2, 0.1)] + [(0.1, 0.2)] * 17)

@@ -47,12 +47,14 @@ def test_energy_stays_high_along_wide_hydrogen_angles(model_and_h, angle) -> Non
     model, h = model_and_h
     ic = model.ic
     column = _angle_column(ic, angle)
+    index = column - ic.angle_slice.start
+    lo, width = float(ic.angle_lo[index]), float(ic.angle_width[index])
     degrees = np.arange(90, 176, 5)
     energies = []
     with torch.no_grad():
         for deg in degrees:
             scanned = h.clone()
-            scanned[0, column] = (math.radians(deg) - float(ic.angle_lo)) / float(ic.angle_width)
+            scanned[0, column] = (math.radians(deg) - lo) / width
             x, _ = ic.inverse(scanned)
             energies.append(float(model.reduced_energy(x)))
     rise = np.asarray(energies) - min(energies)  # kT

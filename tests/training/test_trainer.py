@@ -189,3 +189,33 @@ def test_init_from_grows_a_model_by_angle_couplings(tiny_reference_data, tmp_pat
     torch.testing.assert_close(grown.model.reduced_energy(x), first.model.reduced_energy(x),
                                rtol=0, atol=0.1)
     grown.train()
+
+
+def test_fitted_bond_intervals_enclose_the_data_and_reset_the_bond_layer(
+    tiny_reference_data, tmp_path
+) -> None:
+    first = Trainer(_config(tiny_reference_data, tmp_path / "a", max_steps=2), progress=False)
+    path = first.train()
+    fitted = Trainer(_config(tiny_reference_data, tmp_path / "b", max_steps=2,
+                             fit_ic_bounds=["bonds"], init_from=str(path)), progress=False)
+    ic = fitted.model.ic
+    bonds = ic.physical(ic(fitted.train_x.double())[0])[0]
+    assert (bonds > ic.bond_lo).all() and (bonds < ic.bond_lo + ic.bond_width).all()
+    assert float(ic.bond_width.max()) < 0.05  # far narrower than the fixed 0.25 nm
+    torch.testing.assert_close(ic.angle_width, first.model.ic.angle_width)
+    # the bond layer (first in the density direction) restarts; the others keep their weights
+    bond_layer = 0
+    assert fitted.model.flow.layers[bond_layer].transformed_index.min() == 0
+    old_state, new_state = first.model.state_dict(), fitted.model.state_dict()
+    prefix = f"flow.layers.{bond_layer}."
+    kept = [k for k in new_state if k.startswith("flow.layers.") and not k.startswith(prefix)]
+    reset = [k for k in new_state if k.startswith(prefix) and new_state[k].is_floating_point()]
+    assert kept and reset
+    for key in kept:
+        torch.testing.assert_close(new_state[key], old_state[key], rtol=0, atol=0, msg=key)
+    assert any(not torch.equal(new_state[k], old_state[k]) for k in reset)
+    # the intervals travel in the model file
+    saved = load_energy_module(fitted.train(), mode="eager")
+    torch.testing.assert_close(saved.ic.bond_lo, ic.bond_lo.double())
+    with pytest.raises(ValueError, match="fit_ic_bounds"):
+        _config(tiny_reference_data, tmp_path / "c", fit_ic_bounds=["torsions"])
