@@ -139,10 +139,13 @@ def test_exported_module_stays_analytic_when_frozen(small_energy) -> None:
         assert _autograd_nodes(energy) <= 10
 
 
-def test_export_runs_in_openmm_with_replicas(paper_energy) -> None:
+@pytest.mark.parametrize("which", ["paper", "per_column"])
+def test_export_runs_in_openmm_with_replicas(which: str, paper_energy,
+                                             per_column_energy) -> None:
     """TorchForce with the exported module: OpenMM forces are FlowEnergy's autograd forces."""
+    paper_energy = {"paper": paper_energy, "per_column": per_column_energy}[which]
     replicas = 2
-    positions = _replicas(replicas, seed=5)
+    positions = _replicas(replicas, seed=5, outside=which == "per_column")
     _, expected_gradient = _energy_and_gradient(paper_energy, positions)
     system = openmm.System()
     for _ in range(replicas * 22):
