@@ -93,6 +93,9 @@ def summary_table(report: dict[str, Any]) -> str:
                                           f"{s['n_broken']})"),
         ("sample force RMSE (kT/nm)", s["force_rmse_kT_per_nm"]),
         ("reverse KL - log Z (kT)", s["reverse_kl_kT"]),
+        ("  without high-energy samples (count)",
+         f"{_fmt(s.get('reverse_kl_kT_typical'))} ({s.get('n_high_energy')}); force RMSE "
+         f"{_fmt(s.get('force_rmse_kT_per_nm_typical'))}"),
         ("log Z estimate", s["log_z_estimate"]),
         ("Kish ESS / N", s["kish_efficiency"]),
         ("Ramachandran KL(MD||flow) (nats)", rama.get("kl_md_flow")),

@@ -142,3 +142,21 @@ def test_sample_metrics_counts_every_kind_of_bad_sample() -> None:
     assert m["log_z_estimate"] == pytest.approx(-1.0 + math.log(3.0 / 4.0))
     assert m["reverse_kl_kT"] == pytest.approx(1.0)
     assert m["fme_kT2_per_nm2"] == 0.0
+
+
+def test_sample_metrics_set_clashes_apart_in_the_typical_figures() -> None:
+    n, atoms = 5, 2
+    rng = np.random.default_rng(0)
+    pos = rng.standard_normal((n, atoms, 3))
+    log_q = np.zeros(n)
+    u_t = np.array([1.0, 2.0, 3.0, 4.0, 1.0e6])  # the last one is a clash
+    f_t = rng.standard_normal((n, atoms, 3))
+    f_f = f_t.copy()
+    f_f[:4] += 1.0                               # unit error on every typical component
+    f_t[4] += 1.0e4                              # huge error on the clash
+    m = sample_metrics(log_q, pos, np.zeros(n), f_f, u_t, f_t)
+    assert m["n_high_energy"] == 1
+    assert m["reverse_kl_kT"] == pytest.approx((10.0 + 1.0e6) / 5)
+    assert m["reverse_kl_kT_typical"] == pytest.approx(2.5)
+    assert m["force_rmse_kT_per_nm_typical"] == pytest.approx(1.0)
+    assert m["force_rmse_kT_per_nm"] > 1.0e3
