@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ic-bounds-margin", type=float, default=None,
                    help="margin of fitted intervals beyond the data's extremes, in standard "
                    "deviations (default 3)")
+    p.add_argument("--bond-max-concentration", type=float, default=None,
+                   help="smooth flows: bump concentration bound of the bonds' layer only (use "
+                   "~30 with --fit-ic-bounds bonds: narrow intervals make steep bumps stiff)")
     p.add_argument("--w-nll", type=float, default=None)
     p.add_argument("--w-kl", type=float, default=None)
     p.add_argument("--w-fm", type=float, default=None)
@@ -82,6 +85,10 @@ def config_from_args(args: argparse.Namespace):
         options = dict(model.get("transform_options", {}))
         options["max_concentration"] = args.max_concentration
         model["transform_options"] = options
+    if args.bond_max_concentration is not None:
+        options = dict(model.get("bond_transform_options", {}))
+        options["max_concentration"] = args.bond_max_concentration
+        model["bond_transform_options"] = options
     base["model"] = model
     if args.tail_sigma is not None:
         base["tail_sigma"] = [float(v) for v in args.tail_sigma.split(",")]

@@ -55,6 +55,10 @@ class FlowModelConfig(JsonConfig):
     temperature_K: float = 300.0
     zmatrix: dict[str, Any] | None = None
     transform_options: dict[str, Any] = field(default_factory=dict)
+    #: options of the bonds' layer only, over ``transform_options`` (e.g. a lower
+    #: ``max_concentration`` for narrow fitted bond intervals, where a bump of given width in h
+    #: is (0.25 nm / w)^2 times stiffer in nm than on the default interval)
+    bond_transform_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.transform not in TRANSFORM_KINDS:
@@ -75,9 +79,10 @@ def _bounds_tuple(bounds: Any) -> tuple[Any, ...]:
     return tuple(float(v) for v in items)
 
 
-def _transforms(cfg: FlowModelConfig) -> tuple[torch.nn.Module, torch.nn.Module]:
+def _transforms(cfg: FlowModelConfig, extra: dict[str, Any] | None = None
+                ) -> tuple[torch.nn.Module, torch.nn.Module]:
     size_key = "num_components" if cfg.transform == "smooth" else "num_bins"
-    opts = {size_key: cfg.num_components, **cfg.transform_options}
+    opts = {size_key: cfg.num_components, **cfg.transform_options, **(extra or {})}
     return (make_transform(cfg.transform, circular=False, **opts),
             make_transform(cfg.transform, circular=True, **opts))
 
@@ -121,9 +126,14 @@ def coupling_schedule(ic: InternalCoordinates, torsion_coupling_pairs: int,
 def build_flow(cfg: FlowModelConfig, ic: InternalCoordinates) -> Flow:
     """The coupling flow on the IC space of ``ic``."""
     interval, circular = _transforms(cfg)
+    bond_interval = (_transforms(cfg, cfg.bond_transform_options)[0]
+                     if cfg.bond_transform_options else interval)
+    bonds = set(range(ic.n_bonds))
     mask = ic.circular_mask
     layers = [
-        CouplingLayer(mask, transformed, conditioning, interval, circular, hidden=cfg.hidden)
+        CouplingLayer(mask, transformed, conditioning,
+                      bond_interval if bonds.issuperset(transformed) else interval, circular,
+                      hidden=cfg.hidden)
         for transformed, conditioning in coupling_schedule(
             ic, cfg.torsion_coupling_pairs, cfg.angle_coupling_pairs
         )

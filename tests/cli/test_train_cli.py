@@ -43,3 +43,9 @@ def test_fit_ic_bounds_options() -> None:
     assert config_from_args(_args("--fit-ic-bounds", "none")).fit_ic_bounds == ()
     with pytest.raises(ValueError, match="fit_ic_bounds"):
         config_from_args(_args("--fit-ic-bounds", "bond"))
+
+
+def test_bond_max_concentration_goes_to_the_bond_layer_options() -> None:
+    cfg = config_from_args(_args("--bond-max-concentration", "30", "--max-concentration", "500"))
+    assert cfg.model["bond_transform_options"] == {"max_concentration": 30.0}
+    assert cfg.model["transform_options"] == {"max_concentration": 500.0}

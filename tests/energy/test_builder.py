@@ -88,3 +88,21 @@ def test_old_model_configs_default_to_the_paper_schedule() -> None:
     data = FlowModelConfig(**SMALL).to_dict()
     del data["angle_coupling_pairs"]
     assert FlowModelConfig.from_dict(data).angle_coupling_pairs == 0
+
+
+def test_bond_transform_options_reach_the_bond_layer_only(perturb) -> None:
+    cfg = FlowModelConfig(**SMALL, angle_coupling_pairs=1,
+                          bond_transform_options={"max_concentration": 30.0})
+    model = build_energy(cfg)
+    ic = model.ic
+    caps = {tuple(layer.transformed_index.tolist()): layer.groups[0].transform.max_concentration
+            for layer in model.flow.layers}
+    assert caps[tuple(range(ic.n_bonds))] == 30.0
+    assert {cap for key, cap in caps.items() if key[0] >= ic.n_bonds} == {1000.0}
+    # the cap is part of the architecture: the config round trip rebuilds it, and a model
+    # without it loads its weights (a different map, the same parameters)
+    rebuilt = build_energy(FlowModelConfig.from_dict(cfg.to_dict()))
+    assert rebuilt.flow.layers[0].groups[0].transform.max_concentration == 30.0
+    plain = perturb(build_energy(FlowModelConfig(**SMALL, angle_coupling_pairs=1)), seed=3)
+    assert load_matching_weights(model, plain.state_dict()) == []
+
