@@ -36,6 +36,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ic-bounds-margin", type=float, default=None,
                    help="margin of fitted intervals beyond the data's extremes, in standard "
                    "deviations (default 3)")
+    p.add_argument("--fit-ic-walls", type=str, default=None,
+                   help="start the wall on 'bonds', 'angles' or 'bonds,angles' just beyond the "
+                   "training frames, keeping the flow's intervals (cuts off the density floor "
+                   "that lets MD stretch bonds; docs/training.md); 'none' (default): at the ends "
+                   "of the intervals")
+    p.add_argument("--ic-walls-margin", type=float, default=None,
+                   help="margin of fitted walls beyond the data's extremes, in standard "
+                   "deviations (default 2)")
     p.add_argument("--bond-max-concentration", type=float, default=None,
                    help="smooth flows: bump concentration bound of the bonds' layer only (use "
                    "~30 with --fit-ic-bounds bonds: narrow intervals make steep bumps stiff)")
@@ -99,6 +107,11 @@ def config_from_args(args: argparse.Namespace):
         base["fit_ic_bounds"] = [] if kinds == ["none"] else kinds
     if args.ic_bounds_margin is not None:
         base["ic_bounds_margin_std"] = args.ic_bounds_margin
+    if args.fit_ic_walls is not None:
+        kinds = [v.strip() for v in args.fit_ic_walls.split(",") if v.strip()]
+        base["fit_ic_walls"] = [] if kinds == ["none"] else kinds
+    if args.ic_walls_margin is not None:
+        base["ic_walls_margin_std"] = args.ic_walls_margin
     for option, key in [("w_nll", "w_nll"), ("w_kl", "w_kl"), ("w_fm", "w_fm"),
                         ("w_fm_tail", "w_fm_tail"),
                         ("epochs", "epochs"), ("max_steps", "max_steps"),

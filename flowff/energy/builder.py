@@ -59,6 +59,9 @@ class FlowModelConfig(JsonConfig):
     #: ``max_concentration`` for narrow fitted bond intervals, where a bump of given width in h
     #: is (0.25 nm / w)^2 times stiffer in nm than on the default interval)
     bond_transform_options: dict[str, Any] = field(default_factory=dict)
+    #: where the wall on the internal coordinates starts, ``{"bond_nm": ..., "angle_rad": ...}``
+    #: (one (lo, hi) pair per type or one per column); None: at the intervals' ends
+    ic_wall_bounds: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.transform not in TRANSFORM_KINDS:
@@ -157,7 +160,8 @@ def build_energy(cfg: FlowModelConfig, topology_pdb: str | os.PathLike[str] | No
     cfg.zmatrix = zmatrix.to_dict()
     ic = InternalCoordinates(zmatrix, cfg.bond_bounds_nm, cfg.angle_bounds_rad)
     flow = build_flow(cfg, ic)
-    return FlowEnergy(ic, flow, zmatrix.n_atoms, cfg.temperature_K)
+    return FlowEnergy(ic, flow, zmatrix.n_atoms, cfg.temperature_K,
+                      ic_wall_bounds=cfg.ic_wall_bounds)
 
 
 def load_matching_weights(target: FlowEnergy, source_state: dict[str, Any],

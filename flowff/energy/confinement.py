@@ -39,28 +39,39 @@ class SmoothBoxConfinement(torch.nn.Module):
     """-log p0(z) of the uniform base on [0,1]^d with a smooth wall outside (in kT).
 
     ``interval_mask`` (d,) bool marks dimensions with walls (the non-circular ones);
-    ``strength_kT`` and ``width``: one value, or one per dimension (d,). ``persistent``: whether
-    the mask goes into state dicts (False for walls rebuilt from a model config).
-    forward(z (batch, d)) -> (batch,) energy in kT, zero inside the box.
+    ``strength_kT`` and ``width``: one value, or one per dimension (d,); ``lower`` and ``upper``:
+    where the walls start, default the box [0, 1], or one value per dimension (a wall inside
+    the box cuts the density there off). ``persistent``: whether the mask goes into state dicts
+    (False for walls rebuilt from a model config).
+    forward(z (batch, d)) -> (batch,) energy in kT, zero between lower and upper.
     """
 
     def __init__(
         self, interval_mask: Tensor, strength_kT: Tensor | float = WALL_STRENGTH_KT,
         width: Tensor | float = WALL_WIDTH, persistent: bool = True,
+        lower: Tensor | float = 0.0, upper: Tensor | float = 1.0,
     ) -> None:
         super().__init__()
         dim = interval_mask.shape[-1]
-        strength = torch.as_tensor(strength_kT, dtype=torch.float64).expand(dim).clone()
-        widths = torch.as_tensor(width, dtype=torch.float64).expand(dim).clone()
+
+        def per_dim(value: Tensor | float) -> Tensor:
+            return torch.as_tensor(value, dtype=torch.float64).expand(dim).clone()
+
+        strength, widths, low, high = (per_dim(v) for v in (strength_kT, width, lower, upper))
         if not (bool((strength > 0).all()) and bool((widths > 0).all())):
             raise ValueError("wall strength and width must be positive")
+        if not bool((low < high).all()):
+            raise ValueError("walls must start at lower < upper in every dimension")
         self.register_buffer("interval_mask", interval_mask.to(torch.bool).clone(),
                              persistent=persistent)
         self.register_buffer("strength_kT", strength, persistent=False)
         self.register_buffer("width", widths, persistent=False)
+        self.register_buffer("lower", low, persistent=False)
+        self.register_buffer("upper", high, persistent=False)
 
     def forward(self, z: Tensor) -> Tensor:
         mask = self.interval_mask.to(z.dtype)
         width = self.width.to(z.dtype)
-        wall = smooth_step_quadratic(z - 1.0, width) + smooth_step_quadratic(-z, width)
+        wall = (smooth_step_quadratic(z - self.upper.to(z.dtype), width)
+                + smooth_step_quadratic(self.lower.to(z.dtype) - z, width))
         return (self.strength_kT.to(z.dtype) * wall * mask).sum(dim=-1)

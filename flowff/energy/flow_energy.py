@@ -22,6 +22,7 @@ returns the summed energy, so each replica receives its own independent forces.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -64,21 +65,43 @@ def replica_positions(positions: Tensor, n_atoms: int, dtype: torch.dtype) -> Te
     return positions.to(dtype).reshape(-1, n_atoms, 3)
 
 
-def ic_wall_parameters(ic: torch.nn.Module, wall_strength_kT: float = WALL_STRENGTH_KT,
-                       wall_width: float = WALL_WIDTH) -> tuple[Tensor, Tensor]:
-    """Per-column strength (kT per squared normalised unit) and switching width (normalised
-    units), each (dim,) float64, of the wall on h: the same physical wall for every bond and
-    every angle, whatever its interval width w (strength ~ w^2, width ~ 1/w)."""
+def ic_wall_parameters(
+    ic: torch.nn.Module, wall_strength_kT: float = WALL_STRENGTH_KT,
+    wall_width: float = WALL_WIDTH, wall_bounds: dict[str, Any] | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per-column strength (kT per squared normalised unit), switching width, and where the
+    wall starts (lower, upper; normalised units), each (dim,) float64, of the wall on h: the
+    same physical wall for every bond and every angle, whatever its interval width w
+    (strength ~ w^2, width ~ 1/w). By default the walls start at the interval's ends;
+    ``wall_bounds`` ``{"bond_nm": ..., "angle_rad": ...}`` (one (lo, hi) pair per type or one per
+    column, physical units) moves them, e.g. to just beyond the training data."""
     dim = int(ic.circular_mask.numel())
     strength = torch.full((dim,), IC_WALL_SCALE * wall_strength_kT, dtype=torch.float64)
     width = torch.full((dim,), float(wall_width), dtype=torch.float64)
+    lower = torch.zeros(dim, dtype=torch.float64)
+    upper = torch.ones(dim, dtype=torch.float64)
     if not hasattr(ic, "column_widths"):
-        return strength, width
-    relative = ic.column_widths().clone()
+        if wall_bounds:
+            raise ValueError("wall_bounds need an InternalCoordinates layer")
+        return strength, width, lower, upper
+    widths = ic.column_widths()
+    relative = widths.clone()
     relative[ic.bond_slice] /= IC_WALL_REFERENCE_WIDTHS[0]
     relative[ic.angle_slice] /= IC_WALL_REFERENCE_WIDTHS[1]
     relative[ic.torsion_slice] = 1.0  # no wall on circular columns
-    return strength * relative**2, width / relative
+    for key, columns, low_end in (("bond_nm", ic.bond_slice, ic.bond_lo),
+                                  ("angle_rad", ic.angle_slice, ic.angle_lo)):
+        if not wall_bounds or wall_bounds.get(key) is None:
+            continue
+        table = torch.as_tensor(wall_bounds[key], dtype=torch.float64)
+        count = columns.stop - columns.start
+        table = table.expand(count, 2) if table.shape == (2,) else table
+        if table.shape != (count, 2) or not bool((table[:, 0] < table[:, 1]).all()):
+            raise ValueError(f"wall bounds {key!r} must be one (lo, hi) pair or {count} pairs "
+                             f"with lo < hi, got shape {tuple(table.shape)}")
+        lower[columns] = (table[:, 0] - low_end.double()) / widths[columns]
+        upper[columns] = (table[:, 1] - low_end.double()) / widths[columns]
+    return strength * relative**2, width / relative, lower, upper
 
 
 class FlowEnergy(torch.nn.Module):
@@ -88,6 +111,9 @@ class FlowEnergy(torch.nn.Module):
     ``circular_mask`` (d,) attribute; ``flow``: module h -> (z, log|dz/dh|) (batch,).
     ``forward(positions (R * n_atoms, 3) nm, any float dtype) -> scalar energy (kJ/mol)`` summed
     over replicas, computed in ``dtype`` (float64 by default; positions are cast inside).
+    ``ic_wall_bounds``: where the wall on h starts (see :func:`ic_wall_parameters`); a wall
+    inside the interval cuts off the flow's density floor beyond the data (the energy is then
+    -kT log p_f only up to the floor's probability mass).
     """
 
     def __init__(
@@ -99,6 +125,7 @@ class FlowEnergy(torch.nn.Module):
         wall_strength_kT: float = WALL_STRENGTH_KT,
         wall_width: float = WALL_WIDTH,
         dtype: torch.dtype = torch.float64,
+        ic_wall_bounds: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if temperature_K <= 0:
@@ -110,9 +137,10 @@ class FlowEnergy(torch.nn.Module):
         self.kT = kT_kJ_per_mol(temperature_K)
         circular = torch.as_tensor(ic.circular_mask, dtype=torch.bool)
         self.confinement = SmoothBoxConfinement(~circular, wall_strength_kT, wall_width)
-        self.ic_wall = SmoothBoxConfinement(
-            ~circular, *ic_wall_parameters(ic, wall_strength_kT, wall_width), persistent=False
-        )
+        strength, width, lower, upper = ic_wall_parameters(ic, wall_strength_kT, wall_width,
+                                                           ic_wall_bounds)
+        self.ic_wall = SmoothBoxConfinement(~circular, strength, width, persistent=False,
+                                            lower=lower, upper=upper)
         self.dtype = dtype
         self.to(dtype)
 

@@ -47,15 +47,19 @@ class _Confinement(nn.Module):
     """End of the analytic chain: the smooth wall of the base space (see
     :class:`flowff.energy.confinement.SmoothBoxConfinement`), value and gradient in kT."""
 
-    def __init__(self, interval_mask: Tensor, strength_kT: Tensor, width: Tensor) -> None:
+    def __init__(self, interval_mask: Tensor, strength_kT: Tensor, width: Tensor,
+                 lower: Tensor, upper: Tensor) -> None:
         super().__init__()
         self.register_buffer("interval_mask", interval_mask.clone(), persistent=False)
+        self.register_buffer("lower", lower.clone(), persistent=False)  # (dim,)
+        self.register_buffer("upper", upper.clone(), persistent=False)  # (dim,)
         self.register_buffer("strength_kT", strength_kT.clone(), persistent=False)  # (dim,)
         self.register_buffer("width", width.clone(), persistent=False)  # (dim,)
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """z (batch, dim) -> (wall energy (batch,), its gradient (batch, dim))."""
-        distance = torch.stack([z - 1.0, -z])  # past the upper and the lower wall
+        # past the upper and the lower wall
+        distance = torch.stack([z - self.upper.to(z.dtype), self.lower.to(z.dtype) - z])
         outside = distance > 0
         safe = torch.where(outside, distance, torch.ones_like(distance))
         width = self.width.to(z.dtype)
@@ -214,10 +218,12 @@ class MDFlowEnergy(nn.Module):
         self.ic = energy.ic
         confinement = energy.confinement
         chain: nn.Module = _Confinement(
-            confinement.interval_mask, confinement.strength_kT, confinement.width
+            confinement.interval_mask, confinement.strength_kT, confinement.width,
+            confinement.lower, confinement.upper,
         )
         ic_wall = energy.ic_wall
-        self.h_wall = _Confinement(ic_wall.interval_mask, ic_wall.strength_kT, ic_wall.width)
+        self.h_wall = _Confinement(ic_wall.interval_mask, ic_wall.strength_kT, ic_wall.width,
+                                   ic_wall.lower, ic_wall.upper)
         for layer in reversed(list(energy.flow.layers)):
             chain = AnalyticCoupling(layer, chain)
         self.flow = chain

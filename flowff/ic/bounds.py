@@ -1,11 +1,15 @@
-"""Bond and angle intervals fitted to data, so that the flow's support ends just beyond it.
+"""Bond and angle intervals fitted to data: for the flow's support, or for where the wall on the
+internal coordinates starts.
 
 With one wide interval for every bond ([0.05, 0.3] nm) the flow must put the density of a bond
 that fluctuates by ~3 pm into a sliver of [0, 1]; outside the sliver its density cannot fall
 below the mixture's identity share, so the energy plateaus ~10 kT above the minimum all the way
 to the interval's end, and long MD runs stretch bonds until they break. Fitted intervals end a
 few standard deviations beyond the data; past them the wall on h takes over
-(:func:`flowff.energy.flow_energy.ic_wall_parameters`).
+(:func:`flowff.energy.flow_energy.ic_wall_parameters`). Narrow intervals make every bump of
+the flow's mixtures (W / w)^2 times stiffer in nm, though: the edges of the bumps' supports
+become kinks of ~1e8 kT/nm^2 that MD cannot integrate. :func:`wall_bounds` keeps the wide
+interval for the flow and starts the wall just beyond the data instead.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from torch import Tensor
 
 #: Default margin beyond the data's extremes, in standard deviations of each coordinate.
 DEFAULT_MARGIN_STD: float = 3.0
+#: Default margin of walls fitted to data, in standard deviations.
+DEFAULT_WALL_MARGIN_STD: float = 2.0
 #: Smallest interval width allowed, bonds in nm and angles in rad (guards constant columns).
 MIN_WIDTH: tuple[float, float] = (1e-3, 1e-2)
 
@@ -68,3 +74,10 @@ def _float64_copy(ic: torch.nn.Module) -> torch.nn.Module:
     import copy
 
     return copy.deepcopy(ic).to(torch.float64)
+
+
+def wall_bounds(fitted: dict[str, list[list[float]]]) -> dict[str, list[list[float]]]:
+    """:func:`fit_ic_bounds`' result as ``ic_wall_bounds`` of a model config
+    (``{"bond_nm": ..., "angle_rad": ...}``)."""
+    names = {"bond_bounds_nm": "bond_nm", "angle_bounds_rad": "angle_rad"}
+    return {names[key]: value for key, value in fitted.items()}

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowff.ic.bounds import DEFAULT_MARGIN_STD
+from flowff.ic.bounds import DEFAULT_MARGIN_STD, DEFAULT_WALL_MARGIN_STD
 from flowff.training.tail import DEFAULT_TAIL_FRACTION, DEFAULT_TAIL_SIGMA
 from flowff.utils.config import JsonConfig
 
@@ -41,6 +41,11 @@ class TrainConfig(JsonConfig):
     fit_ic_bounds: tuple[str, ...] = ()
     #: margin of fitted intervals beyond the data's extremes, in standard deviations
     ic_bounds_margin_std: float = DEFAULT_MARGIN_STD
+    #: start the wall on these IC types ("bonds", "angles") just beyond the training frames
+    #: (flowff.ic.bounds.wall_bounds), keeping the flow's intervals
+    fit_ic_walls: tuple[str, ...] = ()
+    #: margin of fitted walls beyond the data's extremes, in standard deviations
+    ic_walls_margin_std: float = DEFAULT_WALL_MARGIN_STD
     epochs: int = 10
     max_steps: int | None = None
     batch_size: int = 128
@@ -67,12 +72,12 @@ class TrainConfig(JsonConfig):
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
         self.split = tuple(self.split)  # JSON gives lists
-        self.fit_ic_bounds = tuple(str(kind) for kind in self.fit_ic_bounds)
-        unknown = set(self.fit_ic_bounds) - {"bonds", "angles"}
-        if unknown:
-            raise ValueError(
-                f"fit_ic_bounds may name 'bonds' and 'angles', got {sorted(unknown)}"
-            )
+        for name in ("fit_ic_bounds", "fit_ic_walls"):
+            kinds = tuple(str(kind) for kind in getattr(self, name))
+            setattr(self, name, kinds)
+            unknown = set(kinds) - {"bonds", "angles"}
+            if unknown:
+                raise ValueError(f"{name} may name 'bonds' and 'angles', got {sorted(unknown)}")
         self.tail_sigma = tuple(float(v) for v in self.tail_sigma)
         if len(self.tail_sigma) != 3 or min(self.tail_sigma) < 0:
             raise ValueError(f"tail_sigma must be 3 non-negative widths, got {self.tail_sigma}")

@@ -30,7 +30,7 @@ from flowff.energy.builder import (
     save_energy_model,
 )
 from flowff.energy.flow_energy import kT_kJ_per_mol
-from flowff.ic.bounds import fit_ic_bounds
+from flowff.ic.bounds import fit_ic_bounds, wall_bounds
 from flowff.training.config import TrainConfig
 from flowff.training.losses import (
     force_matching_loss,
@@ -118,6 +118,12 @@ class Trainer:
             fitted = fit_ic_bounds(ic, torch.as_tensor(data.positions[train]),
                                    config.fit_ic_bounds, config.ic_bounds_margin_std)
             model_cfg = FlowModelConfig.from_dict({**model_cfg.to_dict(), **fitted})
+        if config.fit_ic_walls:  # the wall on h starts just beyond the training frames
+            ic = build_energy(model_cfg, topology_pdb=self.topology_pdb).ic
+            fitted = fit_ic_bounds(ic, torch.as_tensor(data.positions[train]),
+                                   config.fit_ic_walls, config.ic_walls_margin_std)
+            model_cfg = FlowModelConfig.from_dict(
+                {**model_cfg.to_dict(), "ic_wall_bounds": wall_bounds(fitted)})
         self.model_cfg = model_cfg
         self.model = build_energy(model_cfg, topology_pdb=self.topology_pdb).to(
             self.device, self.dtype

@@ -49,3 +49,10 @@ def test_bond_max_concentration_goes_to_the_bond_layer_options() -> None:
     cfg = config_from_args(_args("--bond-max-concentration", "30", "--max-concentration", "500"))
     assert cfg.model["bond_transform_options"] == {"max_concentration": 30.0}
     assert cfg.model["transform_options"] == {"max_concentration": 500.0}
+
+
+def test_fit_ic_walls_options() -> None:
+    cfg = config_from_args(_args("--fit-ic-walls", "bonds", "--ic-walls-margin", "1.5"))
+    assert cfg.fit_ic_walls == ("bonds",) and cfg.ic_walls_margin_std == 1.5
+    with pytest.raises(ValueError, match="fit_ic_walls"):
+        config_from_args(_args("--fit-ic-walls", "torsions"))

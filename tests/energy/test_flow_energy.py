@@ -166,13 +166,45 @@ def test_wall_on_internal_coordinates_is_one_physical_wall_for_any_interval() ->
     for column in (0, 20, shared.n_bonds + 3):
         walls = []
         for ic in (shared, narrow):
-            strength, width = ic_wall_parameters(ic)
+            strength, width, *_ = ic_wall_parameters(ic)
             wall = SmoothBoxConfinement(~ic.circular_mask, strength, width, persistent=False)
             h = torch.full((3, ic.dim), 0.5, dtype=torch.float64)
             h[:, column] = 1.0 + excess / ic.column_widths()[column]
             walls.append(wall(h))
         torch.testing.assert_close(walls[1], walls[0], rtol=1e-12, atol=0)
         assert bool((walls[0] > 0).all())
-    strength, _ = ic_wall_parameters(shared)
+    strength, *_ = ic_wall_parameters(shared)
     assert float(strength[0]) == pytest.approx(IC_WALL_SCALE * 1e4)
     assert float(strength[-1]) == pytest.approx(IC_WALL_SCALE * 1e4)  # masked: torsions
+
+
+def test_wall_bounds_start_the_wall_inside_the_interval() -> None:
+    """ic_wall_bounds move where the wall starts, in physical units, and nothing else."""
+    from flowff.energy.flow_energy import ic_wall_parameters
+    from flowff.ic.layer import InternalCoordinates
+    from flowff.ic.zmatrix import ZMatrix
+
+    ic = InternalCoordinates(ZMatrix.alanine_dipeptide())
+    bonds = [(0.09 + 0.001 * i, 0.16 + 0.001 * i) for i in range(ic.n_bonds)]
+    bounds = {"bond_nm": bonds, "angle_rad": (1.5, 2.3)}
+    strength, width, lower, upper = ic_wall_parameters(ic, wall_bounds=bounds)
+    plain = ic_wall_parameters(ic)
+    torch.testing.assert_close(strength, plain[0])
+    torch.testing.assert_close(width, plain[1])
+    wall = SmoothBoxConfinement(~ic.circular_mask, strength, width, persistent=False,
+                                lower=lower, upper=upper)
+    reference = SmoothBoxConfinement(~ic.circular_mask, *plain[:2], persistent=False)
+    column = 5  # a bond: the same wall as the interval's, shifted to the new upper bound
+    h = torch.full((3, ic.dim), 0.5, dtype=torch.float64)
+    h[:, ic.bond_slice] = (torch.tensor([b[0] for b in bonds], dtype=torch.float64) + 0.02
+                           - ic.bond_lo) / ic.bond_width  # inside the new bounds
+    assert float(wall(h).abs().max()) == 0.0
+    excess = torch.tensor([0.001, 0.01, 0.05], dtype=torch.float64)
+    h[:, column] = (bonds[column][1] + excess - 0.05) / 0.25
+    shifted = h.clone()
+    shifted[:, column] = 1.0 + excess / 0.25
+    shifted[:, ic.bond_slice.start:column] = 0.5
+    shifted[:, column + 1:ic.bond_slice.stop] = 0.5
+    torch.testing.assert_close(wall(h), reference(shifted), rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="wall bounds 'bond_nm'"):
+        ic_wall_parameters(ic, wall_bounds={"bond_nm": [(0.1, 0.2)] * 3})

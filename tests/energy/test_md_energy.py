@@ -82,11 +82,24 @@ def per_column_energy() -> torch.nn.Module:
     return _energy(FlowModelConfig(**cfg), seed=6)
 
 
-@pytest.mark.parametrize("which", ["small", "paper", "angle_coupled", "per_column"])
+@pytest.fixture(scope="module")
+def walled_energy() -> torch.nn.Module:
+    """The default intervals with the wall starting inside them, per bond and for all angles."""
+    _, positions = load_alanine_dipeptide()
+    ic = build_energy(FlowModelConfig(**SMALL.to_dict())).ic
+    bonds, _, _ = ic.physical(ic(torch.tensor(positions, dtype=torch.float64)[None])[0])
+    walls = {"bond_nm": torch.stack([bonds[0] - 0.01, bonds[0] + 0.015], -1).tolist(),
+             "angle_rad": [1.2, 2.4]}
+    return _energy(FlowModelConfig(**{**SMALL.to_dict(), "ic_wall_bounds": walls}), seed=7)
+
+
+@pytest.mark.parametrize("which", ["small", "paper", "angle_coupled", "per_column", "walled"])
 def test_energy_and_forces_equal_flow_energy(which: str, small_energy, paper_energy,
-                                             angle_coupled_energy, per_column_energy) -> None:
+                                             angle_coupled_energy, per_column_energy,
+                                             walled_energy) -> None:
     energy = {"small": small_energy, "paper": paper_energy,
-              "angle_coupled": angle_coupled_energy, "per_column": per_column_energy}[which]
+              "angle_coupled": angle_coupled_energy, "per_column": per_column_energy,
+              "walled": walled_energy}[which]
     positions = _replicas(3, seed=3, outside=True)
     expected_energy, expected_gradient = _energy_and_gradient(energy, positions)
     got_energy, got_gradient = _energy_and_gradient(MDFlowEnergy(energy), positions)
@@ -139,13 +152,14 @@ def test_exported_module_stays_analytic_when_frozen(small_energy) -> None:
         assert _autograd_nodes(energy) <= 10
 
 
-@pytest.mark.parametrize("which", ["paper", "per_column"])
-def test_export_runs_in_openmm_with_replicas(which: str, paper_energy,
-                                             per_column_energy) -> None:
+@pytest.mark.parametrize("which", ["paper", "per_column", "walled"])
+def test_export_runs_in_openmm_with_replicas(which: str, paper_energy, per_column_energy,
+                                             walled_energy) -> None:
     """TorchForce with the exported module: OpenMM forces are FlowEnergy's autograd forces."""
-    paper_energy = {"paper": paper_energy, "per_column": per_column_energy}[which]
+    paper_energy = {"paper": paper_energy, "per_column": per_column_energy,
+                    "walled": walled_energy}[which]
     replicas = 2
-    positions = _replicas(replicas, seed=5, outside=which == "per_column")
+    positions = _replicas(replicas, seed=5, outside=which != "paper")
     _, expected_gradient = _energy_and_gradient(paper_energy, positions)
     system = openmm.System()
     for _ in range(replicas * 22):

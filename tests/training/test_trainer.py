@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -219,3 +220,28 @@ def test_fitted_bond_intervals_enclose_the_data_and_reset_the_bond_layer(
     torch.testing.assert_close(saved.ic.bond_lo, ic.bond_lo.double())
     with pytest.raises(ValueError, match="fit_ic_bounds"):
         _config(tiny_reference_data, tmp_path / "c", fit_ic_bounds=["torsions"])
+
+
+def test_fitted_walls_keep_the_flow_and_its_weights(tiny_reference_data, tmp_path) -> None:
+    first = Trainer(_config(tiny_reference_data, tmp_path / "a", max_steps=2), progress=False)
+    path = first.train()
+    walled = Trainer(_config(tiny_reference_data, tmp_path / "b", max_steps=2,
+                             fit_ic_walls=["bonds", "angles"], init_from=str(path)),
+                     progress=False)
+    walls = walled.model_cfg.ic_wall_bounds
+    assert len(walls["bond_nm"]) == 21 and len(walls["angle_rad"]) == 20
+    torch.testing.assert_close(walled.model.ic.bond_width, first.model.ic.bond_width)
+    for (name, p), q in zip(first.model.named_parameters(), walled.model.parameters(),
+                            strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+    # the training frames feel no wall; a bond stretched by 0.05 nm past its wall does
+    x = walled.train_x.double()
+    model = copy.deepcopy(walled.model).double()
+    torch.testing.assert_close(model.reduced_energy(x),
+                               copy.deepcopy(first.model).double().reduced_energy(x))
+    wall = model.ic_wall
+    h, _ = model.ic(x[:1])
+    h[0, 3] = float(wall.upper[3]) + 0.05 / float(model.ic.bond_width[3])
+    assert float(wall(h)) > 10.0
+    saved = load_energy_module(walled.train(), mode="eager")
+    assert saved.ic_wall.upper.tolist() == pytest.approx(wall.upper.tolist())
