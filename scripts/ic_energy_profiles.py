@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
         for name in names:
             med = report[kind][name]["median_over_columns"]
             weak = report[kind][name]["weakest_column_rise"]
-            print(f"  {name:>12s} " + " ".join(f"{m:>4.0f}({w:>3.0f})" for m, w in
+            print(f"  {name[:12]:>12s} " + " ".join(f"{m:>4.0f}({w:>3.0f})" for m, w in
                                                zip(med, weak, strict=True)))
     tables = {kind: report[kind].pop("_table") for kind in ("bonds", "angles")}
     write_json(args.json, report)
@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> None:
                                 color=f"C{k}", alpha=0.15)
             ax.set_yscale("symlog", linthresh=10)
             ax.set_xlabel(f"change of one {kind[:-1]} ({unit})")
-            ax.set_ylabel("energy rise (kT): median over columns, band to weakest")
+            ax.set_ylabel("energy rise (kT)")
+            ax.set_title(f"one {kind[:-1]} changed: median over {kind}, band down to the weakest",
+                         fontsize=9)
             ax.legend()
         fig.tight_layout()
         fig.savefig(args.png, dpi=120)
