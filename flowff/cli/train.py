@@ -29,21 +29,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-concentration", type=float, default=None,
                    help="smooth flows: upper bound of the bump concentration a (default 1000); "
                    "lower values give smoother energies for MD")
-    p.add_argument("--fit-ic-bounds", type=str, default=None,
-                   help="fit per-column intervals of 'bonds', 'angles' or 'bonds,angles' to the "
-                   "training frames (support ends just beyond the data; see docs/training.md); "
-                   "'none' for the fixed intervals (default)")
-    p.add_argument("--ic-bounds-margin", type=float, default=None,
-                   help="margin of fitted intervals beyond the data's extremes, in standard "
-                   "deviations (default 3)")
-    p.add_argument("--fit-ic-walls", type=str, default=None,
-                   help="start the wall on 'bonds', 'angles' or 'bonds,angles' just beyond the "
-                   "training frames, keeping the flow's intervals (cuts off the density floor "
-                   "that lets MD stretch bonds; docs/training.md); 'none' (default): at the ends "
-                   "of the intervals")
-    p.add_argument("--ic-walls-margin", type=float, default=None,
-                   help="margin of fitted walls beyond the data's extremes, in standard "
-                   "deviations (default 2)")
+    for target, what, margin in (
+        ("bounds", "fit the flow's per-column intervals of {} to the training frames (its "
+         "support then ends just beyond the data; narrow intervals stiffen the flow's bumps)",
+         3),
+        ("walls", "start the wall on {} just beyond the training frames, keeping the flow's "
+         "intervals (cuts off the density floor that lets MD stretch bonds)", 2),
+    ):
+        p.add_argument(f"--fit-ic-{target}", type=str, default=None,
+                       help=what.format("'bonds', 'angles' or 'bonds,angles'")
+                       + "; 'none' (default): the fixed intervals; see docs/training.md")
+        p.add_argument(f"--ic-{target}-margin", type=float, default=None,
+                       help=f"margin of fitted {target} beyond the data's extremes, in standard "
+                       f"deviations (default {margin})")
     p.add_argument("--bond-max-concentration", type=float, default=None,
                    help="smooth flows: bump concentration bound of the bonds' layer only (use "
                    "~30 with --fit-ic-bounds bonds: narrow intervals make steep bumps stiff)")
@@ -102,16 +100,14 @@ def config_from_args(args: argparse.Namespace):
         base["tail_sigma"] = [float(v) for v in args.tail_sigma.split(",")]
     if args.init_from is not None:
         base["init_from"] = str(args.init_from)
-    if args.fit_ic_bounds is not None:
-        kinds = [v.strip() for v in args.fit_ic_bounds.split(",") if v.strip()]
-        base["fit_ic_bounds"] = [] if kinds == ["none"] else kinds
-    if args.ic_bounds_margin is not None:
-        base["ic_bounds_margin_std"] = args.ic_bounds_margin
-    if args.fit_ic_walls is not None:
-        kinds = [v.strip() for v in args.fit_ic_walls.split(",") if v.strip()]
-        base["fit_ic_walls"] = [] if kinds == ["none"] else kinds
-    if args.ic_walls_margin is not None:
-        base["ic_walls_margin_std"] = args.ic_walls_margin
+    for target in ("bounds", "walls"):
+        chosen = getattr(args, f"fit_ic_{target}")
+        if chosen is not None:
+            kinds = [v.strip() for v in chosen.split(",") if v.strip()]
+            base[f"fit_ic_{target}"] = [] if kinds == ["none"] else kinds
+        margin = getattr(args, f"ic_{target}_margin")
+        if margin is not None:
+            base[f"ic_{target}_margin_std"] = margin
     for option, key in [("w_nll", "w_nll"), ("w_kl", "w_kl"), ("w_fm", "w_fm"),
                         ("w_fm_tail", "w_fm_tail"),
                         ("epochs", "epochs"), ("max_steps", "max_steps"),
