@@ -45,10 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     cfg = FlowModelConfig.from_dict({**cfg.to_dict(), "ic_wall_bounds": wall_bounds(fitted)})
     walled = build_energy(cfg)
     walled.load_state_dict(state["state_dict"])
-    extra = {key: value for key, value in metadata.items()
-             if key not in ("kind", "topology", "temperature_K", "ic", "model_config",
-                            "torchscript_module", "format", "format_version", "flowff_version",
-                            "torch_version", "units")}
+    extra = {key: metadata[key] for key in ("training",) if key in metadata}
     extra["ic_walls"] = {"fitted_on_frames": len(data), "kinds": list(kinds),
                          "margin_std": args.margin, "source_model": str(args.model)}
     save_energy_model(walled, cfg, data.topology_pdb, args.out, extra=extra)

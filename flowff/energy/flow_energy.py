@@ -80,10 +80,6 @@ def ic_wall_parameters(
     width = torch.full((dim,), float(wall_width), dtype=torch.float64)
     lower = torch.zeros(dim, dtype=torch.float64)
     upper = torch.ones(dim, dtype=torch.float64)
-    if not hasattr(ic, "column_widths"):
-        if wall_bounds:
-            raise ValueError("wall_bounds need an InternalCoordinates layer")
-        return strength, width, lower, upper
     widths = ic.column_widths()
     relative = widths.clone()
     relative[ic.bond_slice] /= IC_WALL_REFERENCE_WIDTHS[0]

@@ -37,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from flowff._torchscript import quiet_jit
+from flowff.energy.confinement import SmoothBoxConfinement
 from flowff.energy.flow_energy import FlowEnergy, replica_positions
 from flowff.flows.coupling import CouplingLayer
 from flowff.flows.periodic import wrap_unit
@@ -44,17 +45,13 @@ from flowff.transforms.mixture import SmoothMixtureTransform
 
 
 class _Confinement(nn.Module):
-    """End of the analytic chain: the smooth wall of the base space (see
-    :class:`flowff.energy.confinement.SmoothBoxConfinement`), value and gradient in kT."""
+    """A :class:`flowff.energy.confinement.SmoothBoxConfinement` (the base-space wall at the end
+    of the analytic chain, or the wall on h) with its value and gradient in kT."""
 
-    def __init__(self, interval_mask: Tensor, strength_kT: Tensor, width: Tensor,
-                 lower: Tensor, upper: Tensor) -> None:
+    def __init__(self, box: SmoothBoxConfinement) -> None:
         super().__init__()
-        self.register_buffer("interval_mask", interval_mask.clone(), persistent=False)
-        self.register_buffer("lower", lower.clone(), persistent=False)  # (dim,)
-        self.register_buffer("upper", upper.clone(), persistent=False)  # (dim,)
-        self.register_buffer("strength_kT", strength_kT.clone(), persistent=False)  # (dim,)
-        self.register_buffer("width", width.clone(), persistent=False)  # (dim,)
+        for name in ("interval_mask", "lower", "upper", "strength_kT", "width"):  # (dim,) each
+            self.register_buffer(name, getattr(box, name).clone(), persistent=False)
 
     def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """z (batch, dim) -> (wall energy (batch,), its gradient (batch, dim))."""
@@ -216,14 +213,8 @@ class MDFlowEnergy(nn.Module):
         # building differentiable graphs for it).
         energy = copy.deepcopy(energy).eval().requires_grad_(False)
         self.ic = energy.ic
-        confinement = energy.confinement
-        chain: nn.Module = _Confinement(
-            confinement.interval_mask, confinement.strength_kT, confinement.width,
-            confinement.lower, confinement.upper,
-        )
-        ic_wall = energy.ic_wall
-        self.h_wall = _Confinement(ic_wall.interval_mask, ic_wall.strength_kT, ic_wall.width,
-                                   ic_wall.lower, ic_wall.upper)
+        chain: nn.Module = _Confinement(energy.confinement)
+        self.h_wall = _Confinement(energy.ic_wall)
         for layer in reversed(list(energy.flow.layers)):
             chain = AnalyticCoupling(layer, chain)
         self.flow = chain

@@ -14,6 +14,7 @@ interval for the flow and starts the wall just beyond the data instead.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -47,7 +48,7 @@ def fit_ic_bounds(
         raise ValueError(
             f"need positions of shape (frames >= 2, n_atoms, 3), got {tuple(positions.shape)}"
         )
-    ic64 = _float64_copy(ic)
+    ic64 = copy.deepcopy(ic).to(torch.float64)
     bonds, angles = [], []
     with torch.no_grad():
         for start in range(0, positions.shape[0], batch_size):
@@ -68,12 +69,6 @@ def fit_ic_bounds(
         result[key] = [[float(a), float(b)] for a, b in zip(lo.tolist(), hi.tolist(),
                                                               strict=True)]
     return result
-
-
-def _float64_copy(ic: torch.nn.Module) -> torch.nn.Module:
-    import copy
-
-    return copy.deepcopy(ic).to(torch.float64)
 
 
 def wall_bounds(fitted: dict[str, list[list[float]]]) -> dict[str, list[list[float]]]:

@@ -249,6 +249,11 @@ class InternalCoordinates(nn.Module):
         return torch.cat([self.bond_width.double(), self.angle_width.double(),
                           torch.full((self.n_torsions,), 2.0 * math.pi, dtype=torch.float64)])
 
+    def column_lows(self) -> Tensor:
+        """Lower end of every column's interval, (dim,) float64 (torsions: -pi)."""
+        return torch.cat([self.bond_lo.double(), self.angle_lo.double(),
+                          torch.full((self.n_torsions,), -math.pi, dtype=torch.float64)])
+
     def to_metadata(self) -> dict[str, Any]:
         """JSON-compatible description that :meth:`from_metadata` rebuilds the layer from."""
         return {"zmatrix": self.zmatrix.to_dict(), "bounds": self.bounds}

@@ -64,12 +64,6 @@ def _init_distributed(device: torch.device) -> _Dist:
     return _Dist(dist.get_rank(), dist.get_world_size())
 
 
-def _column_lows(ic: torch.nn.Module) -> torch.Tensor:
-    """Lower end of every column's interval (dim,) float64 (torsions: -pi)."""
-    return torch.cat([ic.bond_lo.double(), ic.angle_lo.double(),
-                      torch.full((ic.n_torsions,), -math.pi, dtype=torch.float64)])
-
-
 def _pick_device(name: str) -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
@@ -113,17 +107,17 @@ class Trainer:
         model_cfg = FlowModelConfig.from_dict(
             {**config.model, "temperature_K": data.temperature_K}
         )
-        if config.fit_ic_bounds:  # per-column intervals from the training frames
-            ic = build_energy(model_cfg, topology_pdb=self.topology_pdb).ic
-            fitted = fit_ic_bounds(ic, torch.as_tensor(data.positions[train]),
-                                   config.fit_ic_bounds, config.ic_bounds_margin_std)
+        if config.fit_ic_bounds or config.fit_ic_walls:  # fitted to the training frames
+            ic = build_energy(model_cfg, topology_pdb=self.topology_pdb).ic  # any intervals do
+            frames = torch.as_tensor(data.positions[train])
+            fitted: dict[str, Any] = {}
+            if config.fit_ic_bounds:  # the flow's per-column intervals
+                fitted.update(fit_ic_bounds(ic, frames, config.fit_ic_bounds,
+                                            config.ic_bounds_margin_std))
+            if config.fit_ic_walls:  # where the wall on h starts
+                fitted["ic_wall_bounds"] = wall_bounds(fit_ic_bounds(
+                    ic, frames, config.fit_ic_walls, config.ic_walls_margin_std))
             model_cfg = FlowModelConfig.from_dict({**model_cfg.to_dict(), **fitted})
-        if config.fit_ic_walls:  # the wall on h starts just beyond the training frames
-            ic = build_energy(model_cfg, topology_pdb=self.topology_pdb).ic
-            fitted = fit_ic_bounds(ic, torch.as_tensor(data.positions[train]),
-                                   config.fit_ic_walls, config.ic_walls_margin_std)
-            model_cfg = FlowModelConfig.from_dict(
-                {**model_cfg.to_dict(), "ic_wall_bounds": wall_bounds(fitted)})
         self.model_cfg = model_cfg
         self.model = build_energy(model_cfg, topology_pdb=self.topology_pdb).to(
             self.device, self.dtype
@@ -218,7 +212,7 @@ class Trainer:
         start = load_energy_module(path, mode="eager")
         changed = torch.nonzero(
             ~torch.isclose(start.ic.column_widths(), self.model.ic.column_widths())
-            | ~torch.isclose(_column_lows(start.ic), _column_lows(self.model.ic))
+            | ~torch.isclose(start.ic.column_lows(), self.model.ic.column_lows())
         ).flatten().tolist()
         try:
             new_layers = load_matching_weights(self.model, start.state_dict(), set(changed))
