@@ -45,6 +45,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bond-max-concentration", type=float, default=None,
                    help="smooth flows: bump concentration bound of the bonds' layer only (use "
                    "~30 with --fit-ic-bounds bonds: narrow intervals make steep bumps stiff)")
+    for coordinate in ("bond", "angle"):
+        p.add_argument(f"--{coordinate}-transform", choices=["smooth", "spline", "gaussian"],
+                       default=None,
+                       help=f"transform kind of the layers transforming {coordinate}s only "
+                       "(default: --transform); 'gaussian' = truncated-Gaussian CDF mixtures, "
+                       "a harmonic-like energy with bounded curvature and no density floor")
+        p.add_argument(f"--{coordinate}-components", type=int, default=None,
+                       help=f"components of the {coordinate}s' transform (gaussian default 1)")
+        p.add_argument(f"--{coordinate}-min-width", type=float, default=None,
+                       help=f"gaussian {coordinate}s: smallest component width in normalised "
+                       "units (default 5e-3); bounds the stiffness ~ 1/width^2")
     p.add_argument("--w-nll", type=float, default=None)
     p.add_argument("--w-kl", type=float, default=None)
     p.add_argument("--w-fm", type=float, default=None)
@@ -95,6 +106,17 @@ def config_from_args(args: argparse.Namespace):
         options = dict(model.get("bond_transform_options", {}))
         options["max_concentration"] = args.bond_max_concentration
         model["bond_transform_options"] = options
+    for coordinate in ("bond", "angle"):
+        kind = getattr(args, f"{coordinate}_transform")
+        if kind is not None:
+            model[f"{coordinate}_transform"] = kind
+        options = dict(model.get(f"{coordinate}_transform_options", {}))
+        for option, key in (("components", "num_components"), ("min_width", "min_width")):
+            value = getattr(args, f"{coordinate}_{option}")
+            if value is not None:
+                options[key] = value
+        if options:
+            model[f"{coordinate}_transform_options"] = options
     base["model"] = model
     if args.tail_sigma is not None:
         base["tail_sigma"] = [float(v) for v in args.tail_sigma.split(",")]

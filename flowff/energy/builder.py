@@ -36,6 +36,8 @@ from flowff.transforms import make_transform
 from flowff.utils.config import JsonConfig
 
 TRANSFORM_KINDS = ("smooth", "spline")
+#: Kinds the bonds' and angles' layers may use instead of ``transform`` (interval coordinates).
+INTERVAL_TRANSFORM_KINDS = ("smooth", "spline", "gaussian")
 
 
 @dataclass
@@ -59,6 +61,13 @@ class FlowModelConfig(JsonConfig):
     #: ``max_concentration`` for narrow fitted bond intervals, where a bump of given width in h
     #: is (0.25 nm / w)^2 times stiffer in nm than on the default interval)
     bond_transform_options: dict[str, Any] = field(default_factory=dict)
+    #: transform kind of the layers that transform bonds only / angles only (None: ``transform``);
+    #: "gaussian" (truncated-Gaussian CDF mixtures, 1 component unless the options say
+    #: otherwise) gives a harmonic-like energy without kinks or density floor (docs/training.md)
+    bond_transform: str | None = None
+    angle_transform: str | None = None
+    #: options of the angles' layers only (like ``bond_transform_options``)
+    angle_transform_options: dict[str, Any] = field(default_factory=dict)
     #: where the wall on the internal coordinates starts, ``{"bond_nm": ..., "angle_rad": ...}``
     #: (one (lo, hi) pair per type or one per column); None: at the intervals' ends
     ic_wall_bounds: dict[str, Any] | None = None
@@ -66,6 +75,11 @@ class FlowModelConfig(JsonConfig):
     def __post_init__(self) -> None:
         if self.transform not in TRANSFORM_KINDS:
             raise ValueError(f"transform must be one of {TRANSFORM_KINDS}, got {self.transform!r}")
+        for name in ("bond_transform", "angle_transform"):
+            kind = getattr(self, name)
+            if kind is not None and kind not in INTERVAL_TRANSFORM_KINDS:
+                raise ValueError(f"{name} must be None or one of {INTERVAL_TRANSFORM_KINDS}, "
+                                 f"got {kind!r}")
         self.hidden = tuple(int(h) for h in self.hidden)
         for name in ("torsion_coupling_pairs", "angle_coupling_pairs"):
             if int(getattr(self, name)) < 0:
@@ -126,16 +140,38 @@ def coupling_schedule(ic: InternalCoordinates, torsion_coupling_pairs: int,
     return [step for step in reversed(sampling) if step[0]]
 
 
+def _typed_interval_transform(cfg: FlowModelConfig, kind: str | None,
+                              options: dict[str, Any]) -> torch.nn.Module:
+    """The interval transform of the bonds' or angles' layers: ``kind`` (None: the flow's) with
+    the flow's options when of the flow's kind, then ``options``."""
+    kind = cfg.transform if kind is None else kind
+    if kind == cfg.transform:
+        return _transforms(cfg, options)[0]
+    if kind == "gaussian":
+        return make_transform("gaussian", circular=False, **options)
+    size_key = "num_components" if kind == "smooth" else "num_bins"
+    return make_transform(kind, circular=False, **{size_key: cfg.num_components, **options})
+
+
 def build_flow(cfg: FlowModelConfig, ic: InternalCoordinates) -> Flow:
     """The coupling flow on the IC space of ``ic``."""
     interval, circular = _transforms(cfg)
-    bond_interval = (_transforms(cfg, cfg.bond_transform_options)[0]
-                     if cfg.bond_transform_options else interval)
+    bond_interval = _typed_interval_transform(cfg, cfg.bond_transform, cfg.bond_transform_options)
+    angle_interval = _typed_interval_transform(cfg, cfg.angle_transform,
+                                               cfg.angle_transform_options)
     bonds = set(range(ic.n_bonds))
+    angles = set(range(ic.n_bonds, ic.n_bonds + ic.n_angles))
     mask = ic.circular_mask
+
+    def interval_for(transformed: list[int]) -> torch.nn.Module:
+        if bonds.issuperset(transformed):
+            return bond_interval
+        if angles.issuperset(transformed):
+            return angle_interval
+        return interval
+
     layers = [
-        CouplingLayer(mask, transformed, conditioning,
-                      bond_interval if bonds.issuperset(transformed) else interval, circular,
+        CouplingLayer(mask, transformed, conditioning, interval_for(transformed), circular,
                       hidden=cfg.hidden)
         for transformed, conditioning in coupling_schedule(
             ic, cfg.torsion_coupling_pairs, cfg.angle_coupling_pairs
@@ -164,15 +200,30 @@ def build_energy(cfg: FlowModelConfig, topology_pdb: str | os.PathLike[str] | No
                       ic_wall_bounds=cfg.ic_wall_bounds)
 
 
+def columns_with_new_transforms(old: FlowModelConfig, new: FlowModelConfig,
+                                ic: InternalCoordinates) -> set[int]:
+    """Bond / angle columns whose layers' transform kind differs between two configs (a trained
+    layer of another kind cannot be carried over to them)."""
+    changed: set[int] = set()
+    for name, columns in (("bond_transform", range(ic.n_bonds)),
+                          ("angle_transform", range(ic.n_bonds, ic.n_bonds + ic.n_angles))):
+        if (getattr(old, name) or old.transform) != (getattr(new, name) or new.transform):
+            changed.update(columns)
+    return changed
+
+
 def load_matching_weights(target: FlowEnergy, source_state: dict[str, Any],
-                          changed_columns: set[int] | frozenset[int] = frozenset()) -> list[int]:
+                          changed_columns: set[int] | frozenset[int] = frozenset(),
+                          new_transform_columns: set[int] | frozenset[int] = frozenset(),
+                          ) -> list[int]:
     """Load ``source_state`` (a FlowEnergy state dict) into ``target`` whose flow may have extra
     coupling layers; returns the indices of target layers that kept their initialisation.
 
     Layers are matched by their (transformed, conditioning) columns, so a trained model can be
     grown by new layers, which start near the identity. Layers touching ``changed_columns``
     (columns whose interval differs between source and target, so a trained map would act on
-    other physical values) keep their initialisation too. Raises ValueError when a source layer
+    other physical values) keep their initialisation too, as do layers transforming any of
+    ``new_transform_columns`` (another transform kind there). Raises ValueError when a source layer
     or any other entry has no counterpart of the same shape in ``target``.
     """
     def layer_key(state: dict[str, Any], prefix: str) -> tuple[tuple[int, ...], ...]:
@@ -196,7 +247,8 @@ def load_matching_weights(target: FlowEnergy, source_state: dict[str, Any],
             kept.append(index)
             continue
         source_prefix = candidates.pop(0)
-        if changed_columns.intersection(columns[0] + columns[1]):
+        if (changed_columns.intersection(columns[0] + columns[1])
+                or new_transform_columns.intersection(columns[0])):
             kept.append(index)
             continue
         for key in target_state:

@@ -8,7 +8,8 @@ constant) and computes its gradient by hand, in one sweep without autograd:
 
 * forward, layer by layer: each coupling layer evaluates its conditioner MLP (keeping the SiLU
   derivatives) and the mixture transform together with its local derivatives
-  (:meth:`flowff.transforms.mixture.SmoothMixtureTransform.forward_with_derivatives`);
+  (:meth:`flowff.transforms.mixture.SmoothMixtureTransform.forward_with_derivatives`, or the
+  Gaussian mixture's);
 * backward, layer by layer in reverse: with g = du/dz from the layer above (u in kT),
   du/dh_T = g_T f' - (log f')', du/dparams = g_T df/dparams - d log f'/dparams, then through the
   MLP and the conditioner features to du/dh_C (:meth:`Conditioner.features_and_slopes`).
@@ -25,7 +26,8 @@ kT du/dx, minus the exact force. (Not ``x.detach()``: openmm-torch runs ``torch.
 the module, and freezing deletes ``detach``; a no_grad block survives it.) Higher derivatives
 (Hessians, gradients of forces w.r.t. parameters for force matching) are *not* available from
 this module: train with FlowEnergy, run MD with this one.
-Supported flows: coupling layers with smooth mixture transforms and Linear/SiLU conditioners
+Supported flows: coupling layers with smooth (bump or Gaussian) mixture transforms and Linear/SiLU
+conditioners
 (the paper's architecture); anything else raises ``TypeError``.
 """
 
@@ -41,6 +43,7 @@ from flowff.energy.confinement import SmoothBoxConfinement
 from flowff.energy.flow_energy import FlowEnergy, replica_positions
 from flowff.flows.coupling import CouplingLayer
 from flowff.flows.periodic import wrap_unit
+from flowff.transforms.gaussian import GaussianMixtureTransform
 from flowff.transforms.mixture import SmoothMixtureTransform
 
 
@@ -74,9 +77,9 @@ class _TransformGroup(nn.Module):
 
     def __init__(self, transform: nn.Module, index: Tensor, circular: bool) -> None:
         super().__init__()
-        if not isinstance(transform, SmoothMixtureTransform):
+        if not isinstance(transform, (SmoothMixtureTransform, GaussianMixtureTransform)):
             raise TypeError(
-                "MDFlowEnergy supports smooth mixture transforms only, got "
+                "MDFlowEnergy supports smooth (bump or Gaussian) mixture transforms only, got "
                 f"{type(transform).__name__}"
             )
         self.transform = transform

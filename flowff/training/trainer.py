@@ -25,11 +25,13 @@ from flowff.data.reference import load_reference_data, split_by_time_blocks
 from flowff.energy.builder import (
     FlowModelConfig,
     build_energy,
+    columns_with_new_transforms,
     load_energy_module,
     load_matching_weights,
     save_energy_model,
 )
 from flowff.energy.flow_energy import kT_kJ_per_mol
+from flowff.energy.model_file import load_eager_state
 from flowff.ic.bounds import fit_ic_bounds, wall_bounds
 from flowff.training.config import TrainConfig
 from flowff.training.losses import (
@@ -214,16 +216,20 @@ class Trainer:
             ~torch.isclose(start.ic.column_widths(), self.model.ic.column_widths())
             | ~torch.isclose(start.ic.column_lows(), self.model.ic.column_lows())
         ).flatten().tolist()
+        start_cfg = FlowModelConfig.from_dict(load_eager_state(path)["model_config"])
+        new_kinds = columns_with_new_transforms(start_cfg, self.model_cfg, self.model.ic)
         try:
-            new_layers = load_matching_weights(self.model, start.state_dict(), set(changed))
+            new_layers = load_matching_weights(self.model, start.state_dict(), set(changed),
+                                               new_kinds)
         except (ValueError, KeyError) as error:
             raise ValueError(
                 f"init_from {path}: its architecture differs from this run's model config "
                 f"({str(error).splitlines()[0]})"
             ) from None
         if self.progress:
-            grown = (f"; coupling layers {new_layers} start near the identity (new, or on "
-                     f"{len(changed)} columns with new intervals)" if new_layers else "")
+            grown = (f"; coupling layers {new_layers} start near the identity (new, on "
+                     f"{len(changed)} columns with new intervals, or on {len(new_kinds)} "
+                     f"columns with a new transform kind)" if new_layers else "")
             tqdm.write(f"starting from the weights of {path}{grown}")
 
     def _checkpoint(self) -> None:

@@ -11,11 +11,12 @@ from typing import Any
 
 from flowff.transforms.affine import AffineTransform
 from flowff.transforms.base import ElementwiseTransform
+from flowff.transforms.gaussian import GaussianMixtureTransform
 from flowff.transforms.mixture import SmoothMixtureTransform
 from flowff.transforms.splines import RationalQuadraticSplineTransform
 
 #: Names accepted by :func:`make_transform`.
-TRANSFORM_KINDS: tuple[str, ...] = ("smooth", "spline", "affine")
+TRANSFORM_KINDS: tuple[str, ...] = ("smooth", "spline", "gaussian", "affine")
 
 
 def make_transform(kind: str, circular: bool, **kwargs: Any) -> ElementwiseTransform:
@@ -24,7 +25,9 @@ def make_transform(kind: str, circular: bool, **kwargs: Any) -> ElementwiseTrans
     Args:
         kind: ``"smooth"`` (:class:`SmoothMixtureTransform`, kwargs ``num_components``,
             ``beta``), ``"spline"`` (:class:`RationalQuadraticSplineTransform`, kwargs
-            ``num_bins``, ``learn_boundary_derivatives``) or ``"affine"``
+            ``num_bins``, ``learn_boundary_derivatives``), ``"gaussian"``
+            (:class:`GaussianMixtureTransform`, kwargs ``num_components``, ``min_width``,
+            ``max_width``; ``circular`` must be False) or ``"affine"``
             (:class:`AffineTransform`, unbounded domains, ``circular`` must be False).
         circular: True for a circle transform (f(x + 1) = f(x) + 1).
         **kwargs: forwarded to the class.
@@ -36,6 +39,8 @@ def make_transform(kind: str, circular: bool, **kwargs: Any) -> ElementwiseTrans
         return SmoothMixtureTransform(circular=circular, **kwargs)
     if kind == "spline":
         return RationalQuadraticSplineTransform(circular=circular, **kwargs)
+    if kind == "gaussian":
+        return GaussianMixtureTransform(circular=circular, **kwargs)
     if kind == "affine":
         if circular:
             raise ValueError("the affine transform acts on R and has no circular version")
@@ -47,6 +52,7 @@ __all__ = [
     "TRANSFORM_KINDS",
     "AffineTransform",
     "ElementwiseTransform",
+    "GaussianMixtureTransform",
     "RationalQuadraticSplineTransform",
     "SmoothMixtureTransform",
     "make_transform",

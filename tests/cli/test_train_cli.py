@@ -56,3 +56,16 @@ def test_fit_ic_walls_options() -> None:
     assert cfg.fit_ic_walls == ("bonds",) and cfg.ic_walls_margin_std == 1.5
     with pytest.raises(ValueError, match="fit_ic_walls"):
         config_from_args(_args("--fit-ic-walls", "torsions"))
+
+
+def test_bond_and_angle_transform_options() -> None:
+    cfg = config_from_args(_args("--bond-transform", "gaussian", "--bond-min-width", "0.008",
+                                 "--angle-transform", "gaussian", "--angle-components", "2",
+                                 "--bond-max-concentration", "30"))
+    assert cfg.model["bond_transform"] == "gaussian"
+    assert cfg.model["bond_transform_options"] == {"max_concentration": 30.0, "min_width": 0.008}
+    assert cfg.model["angle_transform"] == "gaussian"
+    assert cfg.model["angle_transform_options"] == {"num_components": 2}
+    assert "bond_transform" not in config_from_args(_args()).model
+    with pytest.raises(SystemExit):
+        _args("--bond-transform", "affine")

@@ -9,6 +9,7 @@ from flowff.energy.builder import (
     FlowModelConfig,
     angle_halves,
     build_energy,
+    columns_with_new_transforms,
     coupling_schedule,
     load_matching_weights,
 )
@@ -106,3 +107,41 @@ def test_bond_transform_options_reach_the_bond_layer_only(perturb) -> None:
     plain = perturb(build_energy(FlowModelConfig(**SMALL, angle_coupling_pairs=1)), seed=3)
     assert load_matching_weights(model, plain.state_dict()) == []
 
+
+
+def test_gaussian_bonds_and_angles_get_their_own_transforms(perturb) -> None:
+    cfg = FlowModelConfig(**SMALL, angle_coupling_pairs=1, bond_transform="gaussian",
+                          bond_transform_options={"min_width": 0.008},
+                          angle_transform="gaussian")
+    model = build_energy(cfg)
+    ic = model.ic
+    kinds = {tuple(layer.transformed_index.tolist()): type(layer.groups[0].transform).__name__
+             for layer in model.flow.layers}
+    bonds = tuple(range(ic.n_bonds))
+    assert kinds[bonds] == "GaussianMixtureTransform"
+    assert model.flow.layers[0].groups[0].transform.min_width == 0.008
+    assert model.flow.layers[0].groups[0].transform.num_components == 1
+    angle_layers = [k for k in kinds if ic.n_bonds <= k[0] < ic.n_bonds + ic.n_angles]
+    assert len(angle_layers) == 3  # angles | torsions and one angle-angle pair
+    assert {kinds[k] for k in angle_layers} == {"GaussianMixtureTransform"}
+    torsion_layers = [k for k in kinds if k[0] >= ic.n_bonds + ic.n_angles]
+    assert {kinds[k] for k in torsion_layers} == {"SmoothMixtureTransform"}
+    with pytest.raises(ValueError, match="bond_transform must be"):
+        FlowModelConfig(bond_transform="affine")
+
+
+def test_a_new_bond_transform_restarts_the_bond_layer_only(perturb) -> None:
+    old_cfg = FlowModelConfig(**SMALL, angle_coupling_pairs=1)
+    new_cfg = FlowModelConfig(**SMALL, angle_coupling_pairs=1, bond_transform="gaussian")
+    source = perturb(build_energy(old_cfg), seed=5)
+    target = build_energy(new_cfg)
+    changed = columns_with_new_transforms(old_cfg, new_cfg, target.ic)
+    assert changed == set(range(target.ic.n_bonds))
+    assert columns_with_new_transforms(old_cfg, old_cfg, target.ic) == set()
+    with pytest.raises(ValueError, match="shape"):  # without being told: parameter shapes differ
+        load_matching_weights(build_energy(new_cfg), source.state_dict())
+    kept = load_matching_weights(target, source.state_dict(), new_transform_columns=changed)
+    assert kept == [0]  # the bonds' layer (first in the density direction)
+    for index in range(1, len(target.flow.layers)):
+        torch.testing.assert_close(target.flow.layers[index].conditioner.state_dict(),
+                                   source.flow.layers[index].conditioner.state_dict())

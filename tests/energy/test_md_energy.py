@@ -93,13 +93,22 @@ def walled_energy() -> torch.nn.Module:
     return _energy(FlowModelConfig(**{**SMALL.to_dict(), "ic_wall_bounds": walls}), seed=7)
 
 
-@pytest.mark.parametrize("which", ["small", "paper", "angle_coupled", "per_column", "walled"])
+@pytest.fixture(scope="module")
+def gaussian_energy() -> torch.nn.Module:
+    """Bonds and angles by truncated-Gaussian CDF mixtures (2 components for the angles)."""
+    cfg = {**SMALL.to_dict(), "angle_coupling_pairs": 1, "bond_transform": "gaussian",
+           "angle_transform": "gaussian", "angle_transform_options": {"num_components": 2}}
+    return _energy(FlowModelConfig(**cfg), seed=9)
+
+
+@pytest.mark.parametrize(
+    "which", ["small", "paper", "angle_coupled", "per_column", "walled", "gaussian"])
 def test_energy_and_forces_equal_flow_energy(which: str, small_energy, paper_energy,
                                              angle_coupled_energy, per_column_energy,
-                                             walled_energy) -> None:
+                                             walled_energy, gaussian_energy) -> None:
     energy = {"small": small_energy, "paper": paper_energy,
               "angle_coupled": angle_coupled_energy, "per_column": per_column_energy,
-              "walled": walled_energy}[which]
+              "walled": walled_energy, "gaussian": gaussian_energy}[which]
     positions = _replicas(3, seed=3, outside=True)
     expected_energy, expected_gradient = _energy_and_gradient(energy, positions)
     got_energy, got_gradient = _energy_and_gradient(MDFlowEnergy(energy), positions)
@@ -152,12 +161,12 @@ def test_exported_module_stays_analytic_when_frozen(small_energy) -> None:
         assert _autograd_nodes(energy) <= 10
 
 
-@pytest.mark.parametrize("which", ["paper", "per_column", "walled"])
+@pytest.mark.parametrize("which", ["paper", "per_column", "walled", "gaussian"])
 def test_export_runs_in_openmm_with_replicas(which: str, paper_energy, per_column_energy,
-                                             walled_energy) -> None:
+                                             walled_energy, gaussian_energy) -> None:
     """TorchForce with the exported module: OpenMM forces are FlowEnergy's autograd forces."""
     paper_energy = {"paper": paper_energy, "per_column": per_column_energy,
-                    "walled": walled_energy}[which]
+                    "walled": walled_energy, "gaussian": gaussian_energy}[which]
     replicas = 2
     positions = _replicas(replicas, seed=5, outside=which != "paper")
     _, expected_gradient = _energy_and_gradient(paper_energy, positions)
@@ -211,5 +220,5 @@ def test_energy_only_inputs_errors_and_snapshot(small_energy) -> None:
         MDFlowEnergy(small_energy.flow)
     spline = build_energy(FlowModelConfig(transform="spline", num_components=4, hidden=(8,),
                                           torsion_coupling_pairs=1))
-    with pytest.raises(TypeError, match="smooth mixture"):
+    with pytest.raises(TypeError, match="mixture transforms only"):
         MDFlowEnergy(spline)

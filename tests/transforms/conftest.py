@@ -17,6 +17,7 @@ from torch import Tensor
 from flowff.transforms import (
     AffineTransform,
     ElementwiseTransform,
+    GaussianMixtureTransform,
     RationalQuadraticSplineTransform,
     SmoothMixtureTransform,
 )
@@ -32,6 +33,8 @@ TRANSFORM_CASES: dict[str, Callable[[], ElementwiseTransform]] = {
         4, circular=False, learn_boundary_derivatives=True
     ),
     "spline-circle": lambda: RationalQuadraticSplineTransform(4, circular=True),
+    "gaussian-interval-1": lambda: GaussianMixtureTransform(1),
+    "gaussian-interval-3": lambda: GaussianMixtureTransform(3),
     "affine": AffineTransform,
 }
 
