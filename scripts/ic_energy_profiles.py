@@ -4,7 +4,9 @@
 Every bond of N data frames is stretched by multiples of its data standard deviation and by
 fixed lengths (every other internal coordinate held), and the median energy rise in kT is
 reported per bond, per model; the same for angles. A flow potential whose bonds plateau a few
-kT above the minimum lets MD break them (docs/training.md).
+kT above the minimum lets MD break them (docs/training.md). Also the largest curvature along each
+bond within BOND_CURVATURE_WINDOW_NM of the data frames (--curvature-frames of them): kinks far
+stiffer than the force field's bonds make 1-2 fs MD steps heat up or blow up.
 
     python scripts/ic_energy_profiles.py --data DATA --model stage4=A.pt --model new=B.pt \\
         --json profiles.json --png profiles.png
@@ -21,12 +23,15 @@ import torch
 
 BOND_OFFSETS_NM = (-0.02, -0.01, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15)
 ANGLE_OFFSETS_RAD = (-0.6, -0.4, -0.2, 0.2, 0.4, 0.6)
+#: window (nm, around each frame's bond length) and spacing of the bond curvature scan
+BOND_CURVATURE_WINDOW_NM = (-0.03, 0.05)
+BOND_CURVATURE_STEP_NM = 2e-4
 
 
 def main(argv: list[str] | None = None) -> None:
     import openmm.app as app
 
-    from flowff.analysis.ic_profiles import energy_rise
+    from flowff.analysis.ic_profiles import energy_rise, max_curvature
     from flowff.data.reference import build_classical_system, load_reference_data
     from flowff.energy.builder import load_energy_module
     from flowff.energy.flow_energy import kT_kJ_per_mol
@@ -37,6 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", required=True, help="folder made by `flowff data`")
     p.add_argument("--model", action="append", required=True, help="NAME=model.pt (repeat)")
     p.add_argument("--frames", type=int, default=20, help="data frames (evenly thinned)")
+    p.add_argument("--curvature-frames", type=int, default=6,
+                   help="data frames of the bond curvature scan (0: skip it)")
     p.add_argument("--json", type=Path, required=True)
     p.add_argument("--png", type=Path, default=None)
     args = p.parse_args(argv)
@@ -78,6 +85,21 @@ def main(argv: list[str] | None = None) -> None:
             weak = report[kind][name]["weakest_column_rise"]
             print(f"  {name[:12]:>12s} " + " ".join(f"{m:>4.0f}({w:>3.0f})" for m, w in
                                                zip(med, weak, strict=True)))
+    if args.curvature_frames > 0:
+        few = x[np.linspace(0, len(x) - 1, args.curvature_frames).astype(np.int64)]
+        report["bond_curvature"] = {"unit": "kT/nm^2", "window_nm": BOND_CURVATURE_WINDOW_NM,
+                                    "step_nm": BOND_CURVATURE_STEP_NM,
+                                    "frames": int(len(few))}
+        print(f"bonds: largest |d2u/db2| within {BOND_CURVATURE_WINDOW_NM} nm of "
+              f"{len(few)} frames, kT/nm^2 (median over bonds / stiffest bond)")
+        for name, fn in energies.items():
+            per_bond = np.array([max_curvature(fn, ic, few, c, BOND_CURVATURE_WINDOW_NM,
+                                               BOND_CURVATURE_STEP_NM).max()
+                                 for c in range(ic.n_bonds)])
+            report["bond_curvature"][name] = {"per_bond_max": per_bond.round(-2).tolist(),
+                                              "median_over_bonds": float(np.median(per_bond)),
+                                              "max_over_bonds": float(per_bond.max())}
+            print(f"  {name[:12]:>12s} {np.median(per_bond):9.3g} / {per_bond.max():9.3g}")
     tables = {kind: report[kind].pop("_table") for kind in ("bonds", "angles")}
     write_json(args.json, report)
     if args.png is not None:

@@ -45,3 +45,20 @@ def energy_rise(
     x = column_scan(ic, positions, column, list(offsets) + [0.0])
     energies = np.asarray(energy_kT(x.flatten(0, 1))).reshape(x.shape[0], x.shape[1])
     return np.median(energies[:, :-1] - energies[:, -1:], axis=0)
+
+
+def max_curvature(
+    energy_kT: Callable[[Tensor], np.ndarray], ic: torch.nn.Module, positions: Tensor,
+    column: int, window: tuple[float, float], step: float,
+) -> np.ndarray:
+    """Per frame, the largest |d^2u/dq^2| along IC ``column`` (kT/nm^2 for bonds, kT/rad^2 for
+    angles) over q in [q_frame + window[0], q_frame + window[1]], by central second differences
+    with spacing ``step``; shape (frames,). Sharp bends of the energy (a bump's support ending
+    beyond the data) show here long before MD blows up on them."""
+    if not step > 0 or not window[0] < window[1]:
+        raise ValueError(f"need step > 0 and window[0] < window[1], got {step}, {window}")
+    offsets = np.arange(window[0], window[1] + 0.5 * step, step)
+    x = column_scan(ic, positions, column, list(offsets))
+    energies = np.asarray(energy_kT(x.flatten(0, 1))).reshape(x.shape[0], x.shape[1])
+    second = (energies[:, 2:] - 2.0 * energies[:, 1:-1] + energies[:, :-2]) / step**2
+    return np.abs(second).max(axis=1)

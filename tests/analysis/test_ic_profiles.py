@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from flowff.analysis.ic_profiles import column_scan, energy_rise
+from flowff.analysis.ic_profiles import column_scan, energy_rise, max_curvature
 from flowff.ic.layer import InternalCoordinates
 from flowff.ic.zmatrix import ZMatrix
 
@@ -51,3 +51,28 @@ def test_rise_of_a_harmonic_bond_energy(ic_and_frames) -> None:
                       for d in d0], axis=0)
     np.testing.assert_allclose(energy_rise(harmonic, ic, x, 3, offsets), want, rtol=1e-8)
     assert np.abs(energy_rise(harmonic, ic, x, 4, offsets)).max() < 1e-8  # other bond: flat
+
+
+def test_max_curvature_finds_the_stiffness_and_a_kink(ic_and_frames) -> None:
+    ic, x = ic_and_frames
+    atoms = ic.bond_atoms[3]
+
+    def length(xs: torch.Tensor) -> torch.Tensor:
+        return (xs[:, atoms[0]] - xs[:, atoms[1]]).norm(dim=-1)
+
+    def harmonic(xs: torch.Tensor) -> np.ndarray:  # curvature 2e4 kT/nm^2 everywhere
+        return (1e4 * (length(xs) - 0.15) ** 2).numpy()
+
+    stiffness = max_curvature(harmonic, ic, x, 3, (-0.01, 0.02), 1e-3)
+    assert stiffness.shape == (4,)
+    np.testing.assert_allclose(stiffness, 2e4, rtol=1e-5)
+    d0 = float(length(x).max())
+
+    def kinked(xs: torch.Tensor) -> np.ndarray:  # + a slope change of 10 kT/nm, 5 pm out
+        d = length(xs)
+        return (1e4 * (d - 0.15) ** 2 + 10.0 * torch.relu(d - d0 - 0.005)).numpy()
+
+    # a slope jump s seen by second differences with spacing h: up to s / h
+    assert max_curvature(kinked, ic, x, 3, (-0.01, 0.02), 1e-3).max() > 5e3 + 2e4
+    with pytest.raises(ValueError, match="step"):
+        max_curvature(harmonic, ic, x, 3, (0.02, -0.01), 1e-3)
