@@ -62,21 +62,25 @@ def test_energy_stays_high_along_wide_hydrogen_angles(model_and_h, angle) -> Non
     assert rise[degrees >= 150].min() > 12.0, rise.round(1).tolist()
 
 
+def _per_bond(model_and_h, measure) -> np.ndarray:
+    """``measure(energy_kT, ic, x, column)`` for every bond column of the PDB structure."""
+    model, h = model_and_h
+    x, _ = model.ic.inverse(h)
+    with torch.no_grad():
+        return np.stack([
+            measure(lambda xs: model.reduced_energy(xs).numpy(), model.ic, x, column)
+            for column in range(model.ic.n_bonds)
+        ])
+
+
 def test_energy_rises_along_every_bond(model_and_h) -> None:
     """Stretching any bond by 0.1 nm costs tens of kT (the force field: ~500 kT). Models trained
     on the fixed [0.05, 0.3] nm interval rose only ~10 kT there, and long MD broke their bonds;
     the shipped model has walls where the data end and Gaussian bonds (docs/training.md)."""
     from flowff.analysis.ic_profiles import energy_rise
 
-    model, h = model_and_h
-    ic = model.ic
-    x, _ = ic.inverse(h)
-    with torch.no_grad():
-        rises = np.stack([
-            energy_rise(lambda xs: model.reduced_energy(xs).numpy(), ic, x, column,
-                        [-0.05, 0.05, 0.1])
-            for column in range(ic.n_bonds)
-        ])
+    rises = _per_bond(model_and_h, lambda energy, ic, x, column: energy_rise(
+        energy, ic, x, column, [-0.05, 0.05, 0.1]))
     assert np.isfinite(rises).all()
     assert rises[:, 2].min() > 50.0, rises[:, 2].round(1).tolist()
     assert (rises[:, 2] > rises[:, 1]).all() and rises[:, 0].min() > 15.0  # compressed
@@ -89,14 +93,7 @@ def test_bond_energy_is_as_smooth_as_the_force_field(model_and_h) -> None:
     bonds are conditional Gaussians (docs/training.md)."""
     from flowff.analysis.ic_profiles import max_curvature
 
-    model, h = model_and_h
-    ic = model.ic
-    x, _ = ic.inverse(h)
-    with torch.no_grad():
-        stiffest = np.array([
-            max_curvature(lambda xs: model.reduced_energy(xs).numpy(), ic, x, column,
-                          (-0.03, 0.05), 5e-4).max()
-            for column in range(ic.n_bonds)
-        ])
+    stiffest = _per_bond(model_and_h, lambda energy, ic, x, column: max_curvature(
+        energy, ic, x, column, (-0.03, 0.05), 5e-4).max())
     assert stiffest.max() < 5e5, stiffest.round(-3).tolist()
     assert np.median(stiffest) > 3e4  # bonds are still stiff, not flat
