@@ -245,3 +245,25 @@ def test_fitted_walls_keep_the_flow_and_its_weights(tiny_reference_data, tmp_pat
     assert float(wall(h)) > 10.0
     saved = load_energy_module(walled.train(), mode="eager")
     assert saved.ic_wall.upper.tolist() == pytest.approx(wall.upper.tolist())
+
+
+def test_init_from_restarts_only_the_layer_with_a_new_transform_kind(
+    tiny_reference_data, tmp_path
+) -> None:
+    first = Trainer(_config(tiny_reference_data, tmp_path / "a", max_steps=2), progress=False)
+    path = first.train()
+    gaussian = Trainer(_config(tiny_reference_data, tmp_path / "b", max_steps=2,
+                               model=dict(SMALL, bond_transform="gaussian"),
+                               init_from=str(path)), progress=False)
+    bond_layer = gaussian.model.flow.layers[0]  # density direction: bonds first
+    assert type(bond_layer.groups[0].transform).__name__ == "GaussianMixtureTransform"
+    fresh = Trainer(_config(tiny_reference_data, tmp_path / "c", max_steps=2,
+                            model=dict(SMALL, bond_transform="gaussian")), progress=False)
+    for (name, p), q in zip(bond_layer.named_parameters(),
+                            fresh.model.flow.layers[0].parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)  # its initialisation
+    for index in range(1, len(first.model.flow.layers)):
+        for (name, p), q in zip(first.model.flow.layers[index].named_parameters(),
+                                gaussian.model.flow.layers[index].parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=0, atol=0, msg=f"layer {index} {name}")
+    gaussian.train()
