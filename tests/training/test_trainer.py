@@ -6,6 +6,7 @@ import copy
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,12 @@ from flowff.training.config import TrainConfig
 from flowff.training.trainer import Trainer
 
 SMALL = {"num_components": 2, "hidden": [16, 16], "torsion_coupling_pairs": 1}
+
+
+def _trained_two_steps(data, out) -> tuple[Trainer, Path]:
+    """A trainer of the small model after 2 steps, and its model file (a start for init_from)."""
+    trainer = Trainer(_config(data, out, max_steps=2), progress=False)
+    return trainer, trainer.train()
 
 
 def _config(data, out, **kw) -> TrainConfig:
@@ -180,8 +187,7 @@ def test_data_parallel_with_torchrun_gloo(tiny_reference_data, tmp_path) -> None
 
 
 def test_init_from_grows_a_model_by_angle_couplings(tiny_reference_data, tmp_path) -> None:
-    first = Trainer(_config(tiny_reference_data, tmp_path / "a", max_steps=2), progress=False)
-    path = first.train()
+    first, path = _trained_two_steps(tiny_reference_data, tmp_path / "a")
     grown = Trainer(_config(tiny_reference_data, tmp_path / "b", max_steps=2,
                             model=dict(SMALL, angle_coupling_pairs=1), init_from=str(path)),
                     progress=False)
@@ -195,8 +201,7 @@ def test_init_from_grows_a_model_by_angle_couplings(tiny_reference_data, tmp_pat
 def test_fitted_bond_intervals_enclose_the_data_and_reset_the_bond_layer(
     tiny_reference_data, tmp_path
 ) -> None:
-    first = Trainer(_config(tiny_reference_data, tmp_path / "a", max_steps=2), progress=False)
-    path = first.train()
+    first, path = _trained_two_steps(tiny_reference_data, tmp_path / "a")
     fitted = Trainer(_config(tiny_reference_data, tmp_path / "b", max_steps=2,
                              fit_ic_bounds=["bonds"], init_from=str(path)), progress=False)
     ic = fitted.model.ic
@@ -223,8 +228,7 @@ def test_fitted_bond_intervals_enclose_the_data_and_reset_the_bond_layer(
 
 
 def test_fitted_walls_keep_the_flow_and_its_weights(tiny_reference_data, tmp_path) -> None:
-    first = Trainer(_config(tiny_reference_data, tmp_path / "a", max_steps=2), progress=False)
-    path = first.train()
+    first, path = _trained_two_steps(tiny_reference_data, tmp_path / "a")
     walled = Trainer(_config(tiny_reference_data, tmp_path / "b", max_steps=2,
                              fit_ic_walls=["bonds", "angles"], init_from=str(path)),
                      progress=False)
@@ -250,8 +254,7 @@ def test_fitted_walls_keep_the_flow_and_its_weights(tiny_reference_data, tmp_pat
 def test_init_from_restarts_only_the_layer_with_a_new_transform_kind(
     tiny_reference_data, tmp_path
 ) -> None:
-    first = Trainer(_config(tiny_reference_data, tmp_path / "a", max_steps=2), progress=False)
-    path = first.train()
+    first, path = _trained_two_steps(tiny_reference_data, tmp_path / "a")
     gaussian = Trainer(_config(tiny_reference_data, tmp_path / "b", max_steps=2,
                                model=dict(SMALL, bond_transform="gaussian"),
                                init_from=str(path)), progress=False)
