@@ -96,12 +96,11 @@ def _bounds_tuple(bounds: Any) -> tuple[Any, ...]:
     return tuple(float(v) for v in items)
 
 
-def _transforms(cfg: FlowModelConfig, extra: dict[str, Any] | None = None
-                ) -> tuple[torch.nn.Module, torch.nn.Module]:
+def _circular_transform(cfg: FlowModelConfig) -> torch.nn.Module:
+    """The torsions' transform: the flow's kind and options."""
     size_key = "num_components" if cfg.transform == "smooth" else "num_bins"
-    opts = {size_key: cfg.num_components, **cfg.transform_options, **(extra or {})}
-    return (make_transform(cfg.transform, circular=False, **opts),
-            make_transform(cfg.transform, circular=True, **opts))
+    return make_transform(cfg.transform, circular=True,
+                          **{size_key: cfg.num_components, **cfg.transform_options})
 
 
 def angle_halves(zmatrix: ZMatrix) -> tuple[list[int], list[int]]:
@@ -145,17 +144,18 @@ def _typed_interval_transform(cfg: FlowModelConfig, kind: str | None,
     """The interval transform of the bonds' or angles' layers: ``kind`` (None: the flow's) with
     the flow's options when of the flow's kind, then ``options``."""
     kind = cfg.transform if kind is None else kind
-    if kind == cfg.transform:
-        return _transforms(cfg, options)[0]
     if kind == "gaussian":
         return make_transform("gaussian", circular=False, **options)
+    shared = cfg.transform_options if kind == cfg.transform else {}
     size_key = "num_components" if kind == "smooth" else "num_bins"
-    return make_transform(kind, circular=False, **{size_key: cfg.num_components, **options})
+    return make_transform(kind, circular=False,
+                          **{size_key: cfg.num_components, **shared, **options})
 
 
 def build_flow(cfg: FlowModelConfig, ic: InternalCoordinates) -> Flow:
     """The coupling flow on the IC space of ``ic``."""
-    interval, circular = _transforms(cfg)
+    interval = _typed_interval_transform(cfg, None, {})
+    circular = _circular_transform(cfg)
     bond_interval = _typed_interval_transform(cfg, cfg.bond_transform, cfg.bond_transform_options)
     angle_interval = _typed_interval_transform(cfg, cfg.angle_transform,
                                                cfg.angle_transform_options)
@@ -308,12 +308,17 @@ def load_energy_module(path: str | os.PathLike[str], mode: str = "eager") -> Any
         return load_scripted(path)[0]
     if mode not in ("eager", "compile"):
         raise ValueError(f"mode must be 'eager', 'compile' or 'script', got {mode!r}")
+    model, _ = load_energy_and_config(path)
+    if mode == "compile":
+        return torch.compile(model)
+    return model
+
+
+def load_energy_and_config(path: str | os.PathLike[str]) -> tuple[FlowEnergy, FlowModelConfig]:
+    """The eager FlowEnergy of a model file (eval mode) and the model config it was built from."""
     read_metadata(path)  # validates format and version first
     state = load_eager_state(path)
     cfg = FlowModelConfig.from_dict(state["model_config"])
     model = build_energy(cfg)
     model.load_state_dict(state["state_dict"])
-    model.eval()
-    if mode == "compile":
-        return torch.compile(model)
-    return model
+    return model.eval(), cfg

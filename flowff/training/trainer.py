@@ -26,12 +26,11 @@ from flowff.energy.builder import (
     FlowModelConfig,
     build_energy,
     columns_with_new_transforms,
-    load_energy_module,
+    load_energy_and_config,
     load_matching_weights,
     save_energy_model,
 )
 from flowff.energy.flow_energy import kT_kJ_per_mol
-from flowff.energy.model_file import load_eager_state
 from flowff.ic.bounds import fit_ic_bounds, wall_bounds
 from flowff.training.config import TrainConfig
 from flowff.training.losses import (
@@ -211,12 +210,11 @@ class Trainer:
     def _init_from(self, path: Path) -> None:
         """Start from the weights of a model file (fine-tuning); coupling layers this run's
         architecture adds (e.g. angle couplings) start near the identity."""
-        start = load_energy_module(path, mode="eager")
+        start, start_cfg = load_energy_and_config(path)
         changed = torch.nonzero(
             ~torch.isclose(start.ic.column_widths(), self.model.ic.column_widths())
             | ~torch.isclose(start.ic.column_lows(), self.model.ic.column_lows())
         ).flatten().tolist()
-        start_cfg = FlowModelConfig.from_dict(load_eager_state(path)["model_config"])
         new_kinds = columns_with_new_transforms(start_cfg, self.model_cfg, self.model.ic)
         try:
             new_layers = load_matching_weights(self.model, start.state_dict(), set(changed),

@@ -34,11 +34,10 @@ from flowff.transforms.base import ElementwiseTransform
 MIN_WIDTH: float = 5e-3
 MAX_WIDTH: float = 10.0
 
-_HALF_LOG_TWO_PI: float = 0.5 * math.log(2.0 * math.pi)
 
 
-def _normal_density(u: Tensor) -> Tensor:
-    return torch.exp(-0.5 * u * u - 0.9189385332046727)  # log sqrt(2 pi)
+def _log_normal_density(u: Tensor) -> Tensor:
+    return -0.5 * u * u - 0.5 * math.log(2.0 * math.pi)
 
 
 class GaussianMixtureTransform(ElementwiseTransform):
@@ -74,40 +73,40 @@ class GaussianMixtureTransform(ElementwiseTransform):
         self.max_width = float(max_width)
         self.log_min_width = math.log(min_width)
         self.log_width_span = math.log(max_width) - math.log(min_width)
-        self.half_log_two_pi = _HALF_LOG_TWO_PI  # an attribute, so that TorchScript sees it
+
+    def _unpack(self, params: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``(log weights, means, log widths)``, each (..., d, K), from ``params``."""
+        k = self.num_components
+        logits, mean_raw, width_raw = params.split([k, k, k], dim=-1)
+        log_widths = self.log_min_width + self.log_width_span * torch.sigmoid(width_raw)
+        return torch.log_softmax(logits, dim=-1), torch.sigmoid(mean_raw), log_widths
 
     def constrained_params(self, params: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(weights, means, widths)``, each (..., d, K), from ``params (..., d, 3 K)``."""
-        k = self.num_components
-        weights = torch.softmax(params[..., 0:k], dim=-1)
-        means = torch.sigmoid(params[..., k:2 * k])
-        widths = torch.exp(self.log_min_width
-                           + self.log_width_span * torch.sigmoid(params[..., 2 * k:3 * k]))
-        return weights, means, widths
+        log_weights, means, log_widths = self._unpack(params)
+        return torch.exp(log_weights), means, torch.exp(log_widths)
 
-    def _components(self, x: Tensor, params: Tensor
-                    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Per-component (..., d, K): log w, mean, log width, width, u, a, b, Z."""
-        k = self.num_components
-        logits, mean_raw, width_raw = params.split([k, k, k], dim=-1)
-        log_weights = torch.log_softmax(logits, dim=-1)
-        means = torch.sigmoid(mean_raw)
-        log_widths = self.log_min_width + self.log_width_span * torch.sigmoid(width_raw)
+    def _components(self, x: Tensor, params: Tensor) -> tuple[
+        Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor
+    ]:
+        """Per component (..., d, K): log w, mean, log width, width, u, a, b, Z, the normalised
+        CDF G and log(w g) (g = G')."""
+        log_weights, means, log_widths = self._unpack(params)
         widths = torch.exp(log_widths)
         u = (x.unsqueeze(-1) - means) / widths
         a = -means / widths
         b = (1.0 - means) / widths
         # a <= 0 <= b: both halves are non-negative, no cancellation when the Gaussian is narrow
         z = (torch.special.ndtr(b) - 0.5) + (0.5 - torch.special.ndtr(a))
-        return log_weights, means, log_widths, widths, u, a, b, z
+        cdf = (torch.special.ndtr(u) - torch.special.ndtr(a)) / z
+        log_terms = log_weights + _log_normal_density(u) - log_widths - torch.log(z)
+        return log_weights, means, log_widths, widths, u, a, b, z, cdf, log_terms
 
     def forward(self, x: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
         """Map ``x`` (..., d) to ``(y, log|dy/dx|)``, each (..., d)."""
         self.check_shapes(x, params)
-        log_weights, _, log_widths, _, u, a, _, z = self._components(x, params)
-        cdf = (torch.special.ndtr(u) - torch.special.ndtr(a)) / z
+        log_weights, _, _, _, _, _, _, _, cdf, log_terms = self._components(x, params)
         y = (torch.exp(log_weights) * cdf).sum(dim=-1)
-        log_terms = log_weights - 0.5 * u * u - self.half_log_two_pi - log_widths - torch.log(z)
         return y, torch.logsumexp(log_terms, dim=-1)
 
     @torch.jit.export
@@ -120,12 +119,11 @@ class GaussianMixtureTransform(ElementwiseTransform):
         (..., d), the last two (..., d, 3 K) in the layout of ``params``.
         """
         self.check_shapes(x, params)
-        log_weights, means, log_widths, widths, u, a, b, z = self._components(x, params)
+        log_weights, means, log_widths, widths, u, a, b, z, cdf, log_terms = self._components(
+            x, params)
         weights = torch.exp(log_weights)
-        phi_u, phi_a, phi_b = _normal_density(u), _normal_density(a), _normal_density(b)
-        cdf = (torch.special.ndtr(u) - torch.special.ndtr(a)) / z
+        phi_u, phi_a, phi_b = (torch.exp(_log_normal_density(v)) for v in (u, a, b))
         y = (weights * cdf).sum(dim=-1)
-        log_terms = log_weights - 0.5 * u * u - self.half_log_two_pi - log_widths - torch.log(z)
         log_slope = torch.logsumexp(log_terms, dim=-1)
         responsibility = torch.exp(log_terms - log_slope.unsqueeze(-1))  # w_k g_k / f'
         d_log_slope_dx = -(responsibility * u / widths).sum(dim=-1)
