@@ -56,6 +56,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument(f"--{coordinate}-min-width", type=float, default=None,
                        help=f"gaussian {coordinate}s: smallest component width in normalised "
                        "units (default 5e-3); bounds the stiffness ~ 1/width^2")
+    p.add_argument("--hydrogen-torsions", choices=["sibling", "chain"], default=None,
+                   help="Z-matrix of a new model: measure a hydrogen's torsion from an atom on "
+                   "the same bond partner ('sibling', default: methyl H2/H3 from H1) or along "
+                   "the bonds ('chain'); see docs/training.md")
     p.add_argument("--w-nll", type=float, default=None)
     p.add_argument("--w-kl", type=float, default=None)
     p.add_argument("--w-fm", type=float, default=None)
@@ -98,6 +102,8 @@ def config_from_args(args: argparse.Namespace):
         model["hidden"] = [int(v) for v in args.hidden.split(",") if v]
     if args.angle_coupling_pairs is not None:
         model["angle_coupling_pairs"] = args.angle_coupling_pairs
+    if args.hydrogen_torsions is not None:
+        model["hydrogen_torsions"] = args.hydrogen_torsions
     if args.max_concentration is not None:
         options = dict(model.get("transform_options", {}))
         options["max_concentration"] = args.max_concentration

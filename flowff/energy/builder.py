@@ -31,7 +31,7 @@ from flowff.flows.coupling import CouplingLayer
 from flowff.flows.flow import Flow
 from flowff.flows.priors import UniformPrior
 from flowff.ic.layer import InternalCoordinates
-from flowff.ic.zmatrix import ZMatrix
+from flowff.ic.zmatrix import HYDROGEN_TORSION_CHOICES, ZMatrix
 from flowff.transforms import make_transform
 from flowff.utils.config import JsonConfig
 
@@ -56,6 +56,10 @@ class FlowModelConfig(JsonConfig):
     angle_bounds_rad: tuple[Any, ...] = (0.15 * math.pi, math.pi)
     temperature_K: float = 300.0
     zmatrix: dict[str, Any] | None = None
+    #: how a Z-matrix built from the topology picks hydrogens' torsion partners ("sibling":
+    #: from an atom on the same bond partner; "chain": proper dihedrals), used only while
+    #: ``zmatrix`` is None; model files written before this field existed used "chain"
+    hydrogen_torsions: str = "sibling"
     transform_options: dict[str, Any] = field(default_factory=dict)
     #: options of the bonds' layer only, over ``transform_options`` (e.g. a lower
     #: ``max_concentration`` for narrow fitted bond intervals, where a bump of given width in h
@@ -72,7 +76,17 @@ class FlowModelConfig(JsonConfig):
     #: (one (lo, hi) pair per type or one per column); None: at the intervals' ends
     ic_wall_bounds: dict[str, Any] | None = None
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FlowModelConfig:
+        """The config from a dict; one with a Z-matrix but no ``hydrogen_torsions`` is "chain"."""
+        if data.get("zmatrix") is not None and "hydrogen_torsions" not in data:
+            data = {**data, "hydrogen_torsions": "chain"}
+        return super().from_dict(data)
+
     def __post_init__(self) -> None:
+        if self.hydrogen_torsions not in HYDROGEN_TORSION_CHOICES:
+            raise ValueError(f"hydrogen_torsions must be one of {HYDROGEN_TORSION_CHOICES}, "
+                             f"got {self.hydrogen_torsions!r}")
         if self.transform not in TRANSFORM_KINDS:
             raise ValueError(f"transform must be one of {TRANSFORM_KINDS}, got {self.transform!r}")
         for name in ("bond_transform", "angle_transform"):
@@ -190,9 +204,10 @@ def build_energy(cfg: FlowModelConfig, topology_pdb: str | os.PathLike[str] | No
     if cfg.zmatrix is not None:
         zmatrix = ZMatrix.from_dict(cfg.zmatrix)
     elif topology_pdb is not None:
-        zmatrix = ZMatrix.from_topology(app.PDBFile(str(topology_pdb)).topology)
+        zmatrix = ZMatrix.from_topology(app.PDBFile(str(topology_pdb)).topology,
+                                        hydrogen_torsions=cfg.hydrogen_torsions)
     else:
-        zmatrix = ZMatrix.alanine_dipeptide()
+        zmatrix = ZMatrix.alanine_dipeptide(cfg.hydrogen_torsions)
     cfg.zmatrix = zmatrix.to_dict()
     ic = InternalCoordinates(zmatrix, cfg.bond_bounds_nm, cfg.angle_bounds_rad)
     flow = build_flow(cfg, ic)

@@ -30,6 +30,9 @@ ZMATRIX_FORMAT_VERSION = 1
 #: Packaged alanine dipeptide structure (ACE-ALA-NME, 22 atoms, Angstrom).
 ALANINE_DIPEPTIDE_PDB = "alanine-dipeptide.pdb"
 
+#: How hydrogens' torsion partners are chosen (:meth:`ZMatrix.from_topology`).
+HYDROGEN_TORSION_CHOICES = ("sibling", "chain")
+
 
 class TopologyError(ValueError):
     """A topology cannot be turned into a Z-matrix (no bonds, disconnected, too few atoms)."""
@@ -168,12 +171,16 @@ def _choose_partners(
     parent: dict[int, int],
     rank: dict[int, int],
     is_hydrogen: Sequence[bool],
+    hydrogen_torsions: str = "sibling",
 ) -> tuple[int, int]:
     """Angle and torsion partners of ``atom``, among atoms placed before it (rank < its rank).
 
     Preference: a proper dihedral atom-b-a-t along bonds; the angle partner a is b's tree parent
     if possible, then heavy atoms, then the earliest placed; likewise t. Without any proper choice,
-    t is another placed neighbour of b (an improper dihedral around b).
+    t is another placed neighbour of b (an improper dihedral around b). With
+    ``hydrogen_torsions="sibling"`` a hydrogen whose bond partner b already carries another placed
+    neighbour s (besides a) takes s as torsion partner: its dihedral H-b-a-s about the b-a axis is
+    the near-constant offset (~ +-120 deg) from s, not a copy of s's rotor torsion.
     """
     limit = rank[atom]
 
@@ -185,6 +192,11 @@ def _choose_partners(
 
     b = bond_partner
     angle_candidates = sorted(placed_neighbours(b, {atom}), key=preference(b))
+    if hydrogen_torsions == "sibling" and is_hydrogen[atom] and angle_candidates:
+        a = angle_candidates[0]
+        siblings = sorted(placed_neighbours(b, {atom, a}), key=lambda j: (is_hydrogen[j], rank[j]))
+        if siblings:
+            return a, siblings[0]
     for a in angle_candidates:
         proper = sorted(placed_neighbours(a, {atom, b}), key=preference(a))
         if proper:
@@ -258,13 +270,22 @@ class ZMatrix:
     # ----------------------------------------------------------------------------- construction
 
     @classmethod
-    def from_topology(cls, topology: Any, root: int | None = None) -> ZMatrix:
+    def from_topology(cls, topology: Any, root: int | None = None,
+                      hydrogen_torsions: str = "sibling") -> ZMatrix:
         """Z-matrix from the bonds of an ``openmm.app.Topology`` or ``mdtraj.Topology``.
 
         ``root``: the first frame atom (default: one end of the longest heavy-atom chain).
+        ``hydrogen_torsions``: "sibling" (default) measures a hydrogen's torsion from an atom on
+        the same bond partner when one is placed (methyl H2 and H3 from H1, HA from a backbone
+        atom), so the torsions of atoms around one rotor are not near-copies of each other;
+        "chain" uses proper dihedrals along bonds wherever possible (as in model files whose
+        config has no ``hydrogen_torsions``).
         Raises :class:`TopologyError` for fewer than 3 atoms, no bonds, or a bond graph with more
         than one connected component.
         """
+        if hydrogen_torsions not in HYDROGEN_TORSION_CHOICES:
+            raise ValueError(f"hydrogen_torsions must be one of {HYDROGEN_TORSION_CHOICES}, "
+                             f"got {hydrogen_torsions!r}")
         atoms = _read_topology(topology)
         n_atoms = len(atoms.names)
         if n_atoms < 3:
@@ -292,7 +313,7 @@ class ZMatrix:
         for atom in order[3:]:
             bond_partner = parent[atom]
             angle_partner, torsion_partner = _choose_partners(
-                atom, bond_partner, neighbours, parent, rank, is_hydrogen
+                atom, bond_partner, neighbours, parent, rank, is_hydrogen, hydrogen_torsions
             )
             rows.append((atom, bond_partner, angle_partner, torsion_partner))
         return cls(
@@ -305,13 +326,14 @@ class ZMatrix:
         )
 
     @classmethod
-    def alanine_dipeptide(cls) -> ZMatrix:
+    def alanine_dipeptide(cls, hydrogen_torsions: str = "sibling") -> ZMatrix:
         """Z-matrix of the packaged alanine dipeptide (ACE-ALA-NME, 22 atoms, PDB atom order).
 
         Its torsions include the backbone phi (C-N-CA-C) and psi (N-CA-C-N):
         :attr:`phi_index`, :attr:`psi_index`.
         """
-        zmatrix = cls.from_topology(alanine_dipeptide_topology())
+        zmatrix = cls.from_topology(alanine_dipeptide_topology(),
+                                    hydrogen_torsions=hydrogen_torsions)
         zmatrix.phi_index  # noqa: B018 -- raises if phi is not a Z-matrix torsion
         zmatrix.psi_index  # noqa: B018
         return zmatrix

@@ -32,6 +32,7 @@ from flowff.energy.builder import (
 )
 from flowff.energy.flow_energy import kT_kJ_per_mol
 from flowff.ic.bounds import fit_ic_bounds, wall_bounds
+from flowff.ic.zmatrix import ZMatrix
 from flowff.training.config import TrainConfig
 from flowff.training.losses import (
     force_matching_loss,
@@ -211,6 +212,14 @@ class Trainer:
         """Start from the weights of a model file (fine-tuning); coupling layers this run's
         architecture adds (e.g. angle couplings) start near the identity."""
         start, start_cfg = load_energy_and_config(path)
+        start_z, this_z = (ZMatrix.from_dict(c.zmatrix) for c in (start_cfg, self.model_cfg))
+        if (start_z.frame, start_z.rows) != (this_z.frame, this_z.rows):
+            raise ValueError(
+                f"init_from {path}: its Z-matrix differs from this run's (hydrogen_torsions "
+                f"{start_cfg.hydrogen_torsions!r} there, {self.model_cfg.hydrogen_torsions!r} "
+                "here), so its weights act on other internal coordinates; pass "
+                f"--hydrogen-torsions {start_cfg.hydrogen_torsions} (or the same topology)"
+            )
         changed = torch.nonzero(
             ~torch.isclose(start.ic.column_widths(), self.model.ic.column_widths())
             | ~torch.isclose(start.ic.column_lows(), self.model.ic.column_lows())

@@ -31,6 +31,14 @@ def test_smoothness_tail_and_init_options() -> None:
     assert cfg.init_from == "m.pt"
 
 
+def test_hydrogen_torsions_option() -> None:
+    assert "hydrogen_torsions" not in config_from_args(_args()).model
+    cfg = config_from_args(_args("--hydrogen-torsions", "chain"))
+    assert cfg.model["hydrogen_torsions"] == "chain"
+    with pytest.raises(SystemExit):
+        config_from_args(_args("--hydrogen-torsions", "proper"))
+
+
 def test_bad_tail_sigma_is_refused() -> None:
     with pytest.raises(ValueError, match="tail_sigma"):
         config_from_args(_args("--tail-sigma", "0.1,0.2"))

@@ -91,6 +91,23 @@ def test_old_model_configs_default_to_the_paper_schedule() -> None:
     assert FlowModelConfig.from_dict(data).angle_coupling_pairs == 0
 
 
+def test_hydrogen_torsions_pick_the_zmatrix_of_a_new_model_only() -> None:
+    sibling, chain = (build_energy(FlowModelConfig(**SMALL, hydrogen_torsions=kind)).ic.zmatrix
+                      for kind in ("sibling", "chain"))
+    assert sibling.rows != chain.rows and sibling.frame == chain.frame
+    assert ZMatrix.alanine_dipeptide("chain").rows == chain.rows
+    # a stored Z-matrix wins; a config written before the option existed says "chain"
+    cfg = FlowModelConfig(**SMALL, hydrogen_torsions="chain")
+    build_energy(cfg)
+    old = cfg.to_dict()
+    del old["hydrogen_torsions"]
+    restored = FlowModelConfig.from_dict(old)
+    assert restored.hydrogen_torsions == "chain"
+    assert build_energy(restored).ic.zmatrix.rows == chain.rows
+    with pytest.raises(ValueError, match="hydrogen_torsions must be one of"):
+        FlowModelConfig(hydrogen_torsions="proper")
+
+
 def test_bond_transform_options_reach_the_bond_layer_only(perturb) -> None:
     cfg = FlowModelConfig(**SMALL, angle_coupling_pairs=1,
                           bond_transform_options={"max_concentration": 30.0})

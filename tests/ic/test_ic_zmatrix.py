@@ -7,6 +7,7 @@ import json
 import types
 
 import mdtraj
+import numpy as np
 import openmm.app as app
 import pytest
 
@@ -27,11 +28,12 @@ def test_openmm_and_mdtraj_topologies_give_the_same_zmatrix(alanine_zmatrix: ZMa
     assert from_mdtraj.psi_index == alanine_zmatrix.psi_index
 
 
-def test_alanine_dipeptide_structure(alanine_zmatrix: ZMatrix) -> None:
-    """Heavy atoms first from a methyl end; every row partner chain runs along bonds."""
+@pytest.mark.parametrize("hydrogen_torsions", ["sibling", "chain"])
+def test_alanine_dipeptide_structure(hydrogen_torsions: str) -> None:
+    """Heavy atoms first from a methyl end; partners along bonds; hydrogens' torsion partners."""
     topology = alanine_dipeptide_topology()
     bonds = bonded_pairs(topology)
-    z = alanine_zmatrix
+    z = ZMatrix.alanine_dipeptide(hydrogen_torsions)
     assert z.n_atoms == 22 and len(z.rows) == 19
     assert sorted(z.placement_order) == list(range(22))
     order = z.placement_order
@@ -40,16 +42,51 @@ def test_alanine_dipeptide_structure(alanine_zmatrix: ZMatrix) -> None:
     assert z.atom_names[z.frame[0]] == "CH3" and z.residue_names[z.frame[0]] == "ACE"
     f0, f1, f2 = z.frame
     assert {frozenset((f0, f1)), frozenset((f1, f2))} <= bonds
-    improper = 0
+    improper = []
     for atom, b, a, t in z.rows:
         assert frozenset((atom, b)) in bonds and frozenset((b, a)) in bonds
         if frozenset((a, t)) not in bonds:
             assert frozenset((b, t)) in bonds
-            improper += 1
+            improper.append((z.residue_names[atom], z.atom_names[atom]))
         if z.elements[atom] == "H":
             assert z.elements[b] != "H", "hydrogens hang on their heavy atom"
-    # Only the first heavy atom after the frame lacks a proper chain (its neighbours come later).
-    assert improper == 1
+    # Chain: only the first heavy atom after the frame lacks a proper chain (its neighbours come
+    # later). Sibling: also every hydrogen whose heavy atom already carries a placed atom besides
+    # the angle partner (methyl H2/H3 from H1; HA, the amide H from a heavy neighbour).
+    expected = [("ALA", "N")]
+    if hydrogen_torsions == "sibling":
+        expected += [("ACE", "H2"), ("ACE", "H3"), ("ALA", "H"), ("ALA", "HA"), ("ALA", "HB2"),
+                     ("ALA", "HB3"), ("NME", "H"), ("NME", "H2"), ("NME", "H3")]
+    assert sorted(improper) == sorted(expected)
+
+
+def test_sibling_torsion_is_the_difference_of_chain_torsions() -> None:
+    """H-b-a-s (s on b) is the rotation from s to H about the a-b axis: the chain torsions'
+    difference, so methyl H2/H3 sit near +-120 degrees from H1 whatever the rotor does."""
+    sibling, chain = ZMatrix.alanine_dipeptide("sibling"), ZMatrix.alanine_dipeptide("chain")
+    assert sibling.placement_order == chain.placement_order
+    resource = importlib.resources.files("flowff.resources").joinpath("alanine-dipeptide.pdb")
+    with importlib.resources.as_file(resource) as path:
+        trajectory = mdtraj.load(str(path))
+    t_sib = mdtraj.compute_dihedrals(trajectory, np.array(sibling.torsions))[0]
+    t_chain = mdtraj.compute_dihedrals(trajectory, np.array(chain.torsions))[0]
+    row_of = {row[0]: k for k, row in enumerate(chain.rows)}
+    changed = 0
+    for k, (atom, _b, _a, s) in enumerate(sibling.rows):
+        if chain.rows[k][3] == s:
+            assert t_sib[k] == pytest.approx(t_chain[k])
+            continue
+        changed += 1
+        difference = np.angle(np.exp(1j * (t_chain[k] - t_chain[row_of[s]])))
+        assert t_sib[k] == pytest.approx(difference, abs=1e-5)
+        if sibling.elements[atom] == sibling.elements[s] == "H":
+            assert abs(abs(t_sib[k]) - 2 * np.pi / 3) < 0.2  # methyl: ~ +-120 degrees
+    assert changed == 9
+
+
+def test_hydrogen_torsions_choice_is_checked() -> None:
+    with pytest.raises(ValueError, match="hydrogen_torsions must be one of"):
+        ZMatrix.from_topology(alanine_dipeptide_topology(), hydrogen_torsions="proper")
 
 
 def test_phi_and_psi_are_torsions(alanine_zmatrix: ZMatrix) -> None:

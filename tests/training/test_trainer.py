@@ -152,6 +152,10 @@ def test_init_from_starts_at_the_model_weights(tiny_reference_data, tmp_path) ->
     with pytest.raises(ValueError, match="architecture differs"):
         Trainer(_config(tiny_reference_data, tmp_path / "c", model=other, init_from=str(path)),
                 progress=False)
+    chain = dict(SMALL, hydrogen_torsions="chain")  # same shapes, other internal coordinates
+    with pytest.raises(ValueError, match=r"Z-matrix differs.*--hydrogen-torsions sibling"):
+        Trainer(_config(tiny_reference_data, tmp_path / "d", model=chain, init_from=str(path)),
+                progress=False)
 
 
 def test_other_configuration_in_same_folder_is_refused(tiny_reference_data, tmp_path) -> None:
