@@ -1,8 +1,8 @@
 """``flowff evaluate``: evaluate a trained model file against reference MD test frames.
 
-The test frames come from the same time-block split as training: fractions, block length, seed
-and ``max_frames_per_replica`` from the model metadata's ``training`` entry where present, else
-the defaults (0.8, 0.1, 0.1), 1000 ps, seed 0.
+The test frames come from the same time-block split as training: fractions, block length, split
+seed and ``max_frames_per_replica`` from the model metadata's ``training`` entry where present,
+else the defaults (0.8, 0.1, 0.1), 1000 ps, seed 0.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ def split_from_metadata(metadata: dict[str, Any]) -> tuple[SplitSpec, str, dict[
     """The training split of a model's metadata: (spec, source description, recorded sizes).
 
     Reads ``training.split`` (fractions; a dict there is taken as recorded split sizes),
-    ``training.split_fractions``, ``training.block_ps``, ``training.seed`` and
-    ``training.max_frames_per_replica``; missing entries take the defaults.
+    ``training.split_fractions``, ``training.block_ps``, ``training.split_seed`` (runs made
+    before it existed split with ``training.seed``) and ``training.max_frames_per_replica``;
+    missing entries take the defaults.
     """
     default = SplitSpec()
     training = metadata.get("training")
@@ -59,7 +60,7 @@ def split_from_metadata(metadata: dict[str, Any]) -> tuple[SplitSpec, str, dict[
     spec = SplitSpec(
         fractions=fractions,  # type: ignore[arg-type]
         block_ps=float(training.get("block_ps", default.block_ps)),
-        seed=int(training.get("seed", default.seed)),
+        seed=int(training.get("split_seed", training.get("seed", default.seed))),
         max_frames_per_replica=training.get("max_frames_per_replica"),
     )
     return spec, source, sizes

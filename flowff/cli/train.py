@@ -82,6 +82,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="time-block length of the train/val/test split (ps, default 1000)")
     p.add_argument("--val-every", type=int, default=None, help="validate every N steps")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--split-seed", type=int, default=None,
+                   help="seed of the time-block train/val/test split (default 0; keep it when "
+                   "fine-tuning with another --seed so the held-out blocks stay held out)")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1, ...")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
@@ -143,7 +146,7 @@ def config_from_args(args: argparse.Namespace):
                         ("clip_grad_norm", "clip_grad_norm"),
                         ("max_frames_per_replica", "max_frames_per_replica"),
                         ("val_every", "val_every_steps"), ("block_ps", "block_ps"),
-                        ("seed", "seed"),
+                        ("seed", "seed"), ("split_seed", "split_seed"),
                         ("device", "device")]:
         value = getattr(args, option)
         if value is not None:

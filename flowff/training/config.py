@@ -54,6 +54,10 @@ class TrainConfig(JsonConfig):
     lr_gamma: float = 0.7
     clip_grad_norm: float | None = None
     seed: int = 0
+    #: seed of the time-block split, apart from ``seed`` so that runs with other training seeds
+    #: (fine-tuning stages, replicas) hold out the same blocks; configs written before it
+    #: existed split with ``seed`` (``from_saved`` restores that)
+    split_seed: int = 0
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     block_ps: float = 1000.0
     max_frames_per_replica: int | None = None
@@ -62,6 +66,14 @@ class TrainConfig(JsonConfig):
     checkpoint_every_steps: int = 200
     dtype: str = "float32"
     device: str = "auto"
+
+    @classmethod
+    def from_saved(cls, data: dict[str, Any]) -> TrainConfig:
+        """The config a run saved (its config.json); runs saved before ``split_seed`` existed
+        split with their ``seed``."""
+        if "split_seed" not in data:
+            data = {**data, "split_seed": data.get("seed", 0)}
+        return cls.from_dict(data)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.epochs < 1:

@@ -91,7 +91,8 @@ class Trainer:
         self.temperature_K = data.temperature_K
         self.kT = kT_kJ_per_mol(data.temperature_K)
         self.topology_pdb = data.topology_pdb
-        train, val, test = split_by_time_blocks(data, config.split, config.block_ps, config.seed)
+        train, val, test = split_by_time_blocks(data, config.split, config.block_ps,
+                                                 config.split_seed)
         self.split_sizes = {"train": len(train), "val": len(val), "test": len(test)}
         if len(val) == 0 or len(train) == 0:
             raise ValueError(
@@ -171,7 +172,8 @@ class Trainer:
         ckpt_path = self.out / CHECKPOINT
         config_path = self.out / "config.json"
         if config_path.exists():
-            saved = json.loads(config_path.read_text())
+            saved = json.loads(json.dumps(  # in today's layout (fields added since filled in)
+                TrainConfig.from_saved(json.loads(config_path.read_text())).to_dict()))
             now = json.loads(json.dumps(self.cfg.to_dict()))
             for key in ("max_steps", "epochs", "val_every_steps", "checkpoint_every_steps"):
                 saved.pop(key, None)

@@ -30,6 +30,9 @@ def test_split_from_metadata_variants() -> None:
     assert sizes == {"train": 8, "val": 1, "test": 1} and "not recorded" in source
     meta["training"]["split_fractions"] = [0.5, 0.25, 0.25]
     assert cli.split_from_metadata(meta)[0].fractions == (0.5, 0.25, 0.25)
+    # runs since split_seed existed: that seed, not the training seed, chose the blocks
+    meta["training"]["split_seed"] = 0
+    assert cli.split_from_metadata(meta)[0].seed == 0
 
 
 def test_register_parses_arguments() -> None:

@@ -31,6 +31,11 @@ def test_smoothness_tail_and_init_options() -> None:
     assert cfg.init_from == "m.pt"
 
 
+def test_split_seed_option() -> None:
+    assert config_from_args(_args("--seed", "7")).split_seed == 0
+    assert config_from_args(_args("--seed", "7", "--split-seed", "3")).split_seed == 3
+
+
 def test_hydrogen_torsions_option() -> None:
     assert "hydrogen_torsions" not in config_from_args(_args()).model
     cfg = config_from_args(_args("--hydrogen-torsions", "chain"))

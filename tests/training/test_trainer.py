@@ -102,6 +102,32 @@ def test_resume_continues_exactly(tiny_reference_data, tmp_path) -> None:
         torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
 
 
+def test_split_does_not_follow_the_training_seed(tiny_reference_data, tmp_path) -> None:
+    """Fine-tuning with another --seed keeps the held-out blocks (split_seed, default 0)."""
+    runs = {seed: Trainer(_config(tiny_reference_data, tmp_path / f"s{seed}", seed=seed,
+                                  max_steps=1), progress=False) for seed in (0, 5)}
+    torch.testing.assert_close(runs[0].val_x, runs[5].val_x, rtol=0, atol=0)
+    other = Trainer(_config(tiny_reference_data, tmp_path / "split5", split_seed=5,
+                            max_steps=1), progress=False)
+    assert not torch.equal(other.val_x, runs[0].val_x)
+
+
+def test_runs_saved_before_split_seed_resume_on_their_split(tiny_reference_data,
+                                                            tmp_path) -> None:
+    """A config.json without split_seed split with its training seed, and resumes so."""
+    Trainer(_config(tiny_reference_data, tmp_path, seed=5, split_seed=5, max_steps=2),
+            progress=False).train()
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["split_seed"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert TrainConfig.from_saved(saved).split_seed == 5
+    resumed = Trainer(_config(tiny_reference_data, tmp_path, seed=5, split_seed=5, max_steps=4),
+                      progress=False)
+    assert resumed.global_step == 2
+    with pytest.raises(ValueError, match=r"differs in \['split_seed'\]"):
+        Trainer(_config(tiny_reference_data, tmp_path, seed=5, max_steps=4), progress=False)
+
+
 def test_resume_refuses_grown_data(tiny_reference_data, tmp_path) -> None:
     """Grown data would reshuffle the time blocks: resuming on it is refused by name."""
     import shutil
