@@ -39,6 +39,9 @@ def force_error_by_ic_type(
     kT/rad), ``relative``; and ``unexplained_rmse`` (kT/nm), the error part outside the IC
     directions (net force or torque in the reference forces; ~0 for a classical force field).
     The types' parts add up to the error vector, not in quadrature (they can partly cancel).
+    ``columns``: the same per internal coordinate, in the IC layer's column order (``type``,
+    ``atoms`` of the bond/angle/torsion, ``cartesian_rmse``, ``ic_rmse``, ``relative``): which
+    coordinates a model fits worst (e.g. torsions that copy another torsion, docs/training.md).
     """
     x = torch.as_tensor(np.asarray(positions_nm), dtype=torch.float64)
     e = torch.as_tensor(np.asarray(flow_forces) - np.asarray(reference_forces),
@@ -72,6 +75,20 @@ def force_error_by_ic_type(
             "relative": rmse / ref_rms if ref_rms > 0 else float("nan"),
             "ic_unit": "kT/nm" if name == "bonds" else "kT/rad",
         }
+    atoms = {"bonds": ic.bond_atoms, "angles": ic.angle_atoms, "torsions": ic.torsion_atoms}
+    columns_report = []
+    for name, (columns, width) in widths.items():
+        ic_err = (eps[:, columns] / width).pow(2).mean(0).sqrt()
+        ic_ref = (g_ref[:, columns] / width).pow(2).mean(0).sqrt()
+        # Cartesian part of column c: -J^T[:, :, c] eps[:, c]
+        cartesian = (jt[:, :, columns] * eps[:, None, columns]).pow(2).mean((0, 1)).sqrt()
+        for k in range(len(ic_err)):
+            columns_report.append({
+                "type": name, "atoms": [int(a) for a in atoms[name][k].tolist()],
+                "cartesian_rmse": float(cartesian[k]), "ic_rmse": float(ic_err[k]),
+                "relative": float(ic_err[k] / ic_ref[k]) if ic_ref[k] > 0 else float("nan"),
+            })
+    report["columns"] = columns_report
     explained = -(jt @ eps.unsqueeze(-1)).squeeze(-1)
     report["unexplained_rmse"] = float((e - explained).pow(2).mean().sqrt())
     report["total_rmse"] = float(e.pow(2).mean().sqrt())

@@ -85,10 +85,16 @@ def summary_table(report: dict[str, Any]) -> str:
         ("test force RMSE (kT/nm)", md["force_rmse_kT_per_nm"]),
         ("test FME ((kT/nm)^2)", md["fme_kT2_per_nm2"]),
     ]
-    for name, part in (md.get("force_error_by_ic_type") or {}).items():
+    by_type = md.get("force_error_by_ic_type") or {}
+    for name, part in by_type.items():
         if isinstance(part, dict):
             rows.append((f"  force RMSE from {name} (kT/nm; relative)",
                          f"{part['cartesian_rmse']:.4g}; {part['relative']:.3f}"))
+    worst = sorted(by_type.get("columns") or [], key=lambda c: -c["cartesian_rmse"])[:3]
+    if worst:
+        rows.append(("  worst coordinates (atoms: kT/nm)", ", ".join(
+            f"{c['type'][:-1]} {'-'.join(map(str, c['atoms']))}: {c['cartesian_rmse']:.3g}"
+            for c in worst)))
     rows += [
         ("samples (non-finite / broken)", f"{s['n_samples']} ({s['n_nonfinite_positions']} / "
                                           f"{s['n_broken']})"),

@@ -61,6 +61,15 @@ def test_cli_end_to_end(tiny_data: Path, stand_in, sampler, tmp_path: Path, monk
     printed = capsys.readouterr().out
     assert "test NLL (kT)" in printed and "Kish ESS / N" in printed
     report = json.loads((out / REPORT_FILE).read_text())
+    # a flow with internal coordinates also gets the error split, worst coordinates first
+    columns = [{"type": "torsions", "atoms": [7, 6, 4, 0], "cartesian_rmse": 15.6},
+               {"type": "bonds", "atoms": [1, 4], "cartesian_rmse": 2.0},
+               {"type": "angles", "atoms": [7, 6, 4], "cartesian_rmse": 12.1}]
+    report["md_test_frames"]["force_error_by_ic_type"] = {
+        "torsions": {"cartesian_rmse": 15.6, "relative": 0.4}, "columns": columns}
+    table = cli.summary_table(report)
+    assert "force RMSE from torsions (kT/nm; relative)  15.6; 0.400" in table
+    assert "torsion 7-6-4-0: 15.6, angle 7-6-4: 12.1, bond 1-4: 2" in table
     split = report["data"]["split"]
     assert split["block_ps"] == 0.02 and split["seed"] == 1
     assert split["sizes"] == {"train": len(train), "val": len(val), "test": len(test)}

@@ -47,6 +47,17 @@ def test_an_error_along_one_type_is_attributed_to_it(kind, small_energy, ala_str
     for other in {"bonds", "angles", "torsions"} - {kind}:
         assert report[other]["cartesian_rmse"] < 1e-8 * report["total_rmse"]
     assert report["unexplained_rmse"] < 1e-8 * report["total_rmse"]
+    # per column: one entry per IC in column order, errors only on this type's columns, each
+    # column's Cartesian part as computed directly from its own error
+    per_column = report["columns"]
+    assert len(per_column) == ic.dim
+    assert [c["type"] for c in per_column] == (["bonds"] * ic.n_bonds + ["angles"] * ic.n_angles
+                                               + ["torsions"] * ic.n_torsions)
+    for c, entry in enumerate(per_column):
+        part = (jt[:, :, c] * eps[:, None, c]).numpy()
+        assert entry["cartesian_rmse"] == pytest.approx(float(np.sqrt((part**2).mean())),
+                                                        rel=1e-6, abs=1e-9)
+    assert per_column[ic.n_bonds]["atoms"] == ic.angle_atoms[0].tolist()
 
 
 def test_a_net_force_is_reported_as_unexplained(small_energy, ala_structure) -> None:
