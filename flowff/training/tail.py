@@ -65,7 +65,7 @@ class TailFrames:
     def __call__(self, positions: Tensor) -> tuple[Tensor, Tensor]:
         """Perturbed positions (m, n, 3) nm and forces (m, n, 3) kJ/mol/nm, in positions' dtype.
 
-        Frames whose classical energy is not finite are dropped (m <= batch).
+        Frames whose classical energy or forces are not finite are dropped (m <= batch).
         """
         with torch.no_grad():
             h, _ = self.ic(positions.to(torch.float64))
@@ -76,6 +76,6 @@ class TailFrames:
             h = torch.where(circular, h - torch.floor(h), h.clamp(*TAIL_CLAMP))
             x, _ = self.ic.inverse(h)
         energies, forces = self.forces(x.numpy())
-        keep = torch.as_tensor(np.isfinite(energies))
+        keep = torch.as_tensor(np.isfinite(energies) & np.isfinite(forces).all(axis=(1, 2)))
         return (x[keep].to(positions.dtype),
                 torch.as_tensor(forces, dtype=positions.dtype)[keep])
