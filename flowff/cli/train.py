@@ -77,6 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--lr-gamma", type=float, default=None)
     p.add_argument("--clip-grad-norm", type=float, default=None)
+    p.add_argument("--ema-decay", type=float, default=None,
+                   help="validate and export an exponential moving average of the weights "
+                        "(decay per step, e.g. 0.999); may be switched on when resuming")
     p.add_argument("--max-frames-per-replica", type=int, default=None)
     p.add_argument("--block-ps", type=float, default=None,
                    help="time-block length of the train/val/test split (ps, default 1000)")
@@ -143,7 +146,7 @@ def config_from_args(args: argparse.Namespace):
                         ("w_fm_tail", "w_fm_tail"),
                         ("epochs", "epochs"), ("max_steps", "max_steps"),
                         ("batch_size", "batch_size"), ("lr", "lr"), ("lr_gamma", "lr_gamma"),
-                        ("clip_grad_norm", "clip_grad_norm"),
+                        ("clip_grad_norm", "clip_grad_norm"), ("ema_decay", "ema_decay"),
                         ("max_frames_per_replica", "max_frames_per_replica"),
                         ("val_every", "val_every_steps"), ("block_ps", "block_ps"),
                         ("seed", "seed"), ("split_seed", "split_seed"),

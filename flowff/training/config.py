@@ -53,6 +53,10 @@ class TrainConfig(JsonConfig):
     lr: float = 5.0e-4
     lr_gamma: float = 0.7
     clip_grad_norm: float | None = None
+    #: keep an exponential moving average of the weights (decay per step, e.g. 0.999: a memory
+    #: of ~1000 steps); validation and the exported model then use the averaged weights, which
+    #: removes much of the step-to-step noise of force-matching gradients. None: off
+    ema_decay: float | None = None
     seed: int = 0
     #: seed of the time-block split, apart from ``seed`` so that runs with other training seeds
     #: (fine-tuning stages, replicas) hold out the same blocks; configs written before it
@@ -90,6 +94,8 @@ class TrainConfig(JsonConfig):
             unknown = set(kinds) - {"bonds", "angles"}
             if unknown:
                 raise ValueError(f"{name} may name 'bonds' and 'angles', got {sorted(unknown)}")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in (0, 1) or None, got {self.ema_decay}")
         self.tail_sigma = tuple(float(v) for v in self.tail_sigma)
         if len(self.tail_sigma) != 3 or min(self.tail_sigma) < 0:
             raise ValueError(f"tail_sigma must be 3 non-negative widths, got {self.tail_sigma}")

@@ -142,7 +142,30 @@ class Trainer:
                 self.model.ic, self._classical(), config.tail_sigma, config.tail_fraction,
                 seed=config.seed * 1_000_003 + 17 + self.dist.rank,
             )
+        self.ema = self._make_ema() if config.ema_decay is not None else None
         self._resume()
+
+    @property
+    def exported_model(self) -> torch.nn.Module:
+        """The weights that are validated and exported: the moving average when ``ema_decay``
+        is set, else the trained weights themselves."""
+        if self.ema is None or int(self.ema.n_averaged) == 0:
+            return self.model
+        return self.ema.module
+
+    def _update_ema(self) -> None:
+        if self.ema is None:
+            return
+        self.ema.update_parameters(self.model)
+        with torch.no_grad():  # buffers (intervals, walls, indices) are copied, not averaged
+            for mine, theirs in zip(self.ema.module.buffers(), self.model.buffers(), strict=True):
+                mine.copy_(theirs)
+
+    def _make_ema(self) -> torch.optim.swa_utils.AveragedModel:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        # buffers (fixed IC intervals, walls) are copied, not averaged: use_buffers=False
+        return AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(self.cfg.ema_decay))
 
     # -- setup -----------------------------------------------------------------------------
     def _classical(self):
@@ -175,7 +198,9 @@ class Trainer:
             saved = json.loads(json.dumps(  # in today's layout (fields added since filled in)
                 TrainConfig.from_saved(json.loads(config_path.read_text())).to_dict()))
             now = json.loads(json.dumps(self.cfg.to_dict()))
-            for key in ("max_steps", "epochs", "val_every_steps", "checkpoint_every_steps"):
+            # may change on resume: how long, how often, and whether weights are averaged
+            for key in ("max_steps", "epochs", "val_every_steps", "checkpoint_every_steps",
+                        "ema_decay"):
                 saved.pop(key, None)
                 now.pop(key, None)
             if saved != now:
@@ -204,6 +229,13 @@ class Trainer:
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.epoch, self.step_in_epoch = ckpt["epoch"], ckpt["step_in_epoch"]
         self.global_step = ckpt["global_step"]
+        if self.ema is not None:
+            if ckpt.get("ema") is not None:
+                self.ema.load_state_dict(ckpt["ema"])
+            else:  # averaging switched on for a run that had none: it starts here
+                self.ema = self._make_ema()
+                if self.progress:
+                    tqdm.write(f"weight averaging starts at step {self.global_step}")
         torch.set_rng_state(ckpt["torch_rng"])
         if self._tail is not None and "tail_rng" in ckpt:
             self._tail.generator.set_state(ckpt["tail_rng"][self.dist.rank])
@@ -253,6 +285,7 @@ class Trainer:
             "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
             "torch_rng": torch.get_rng_state(), "split_sizes": self.split_sizes,
             "tail_rng": tail_rng,
+            "ema": None if self.ema is None else self.ema.state_dict(),
         }
         with atomic_path(self.out / CHECKPOINT) as tmp:
             torch.save(state, tmp)
@@ -291,16 +324,18 @@ class Trainer:
         terms["loss"] = total
         return terms
 
-    def validate(self) -> dict[str, float]:
-        """NLL (kT) and FME ((kT/nm)^2) on the validation frames."""
+    def validate(self, model: torch.nn.Module | None = None) -> dict[str, float]:
+        """NLL (kT) and FME ((kT/nm)^2) on the validation frames, of ``model`` (default: the
+        weights that are exported, i.e. the moving average when ``ema_decay`` is set)."""
+        model = self.exported_model if model is None else model
         nll, fme, n = 0.0, 0.0, 0
         for i in range(0, len(self.val_x), 256):
             x, f = self.val_x[i:i + 256], self.val_f[i:i + 256]
             with torch.no_grad():
-                nll += float(nll_loss(self.model, x)) * len(x)
+                nll += float(nll_loss(model, x)) * len(x)
             from flowff.training.losses import flow_forces_kT
 
-            pred = flow_forces_kT(self.model, x, create_graph=False)
+            pred = flow_forces_kT(model, x, create_graph=False)
             fme += float(((pred - f / self.kT) ** 2).sum(-1).mean()) * len(x)
             n += len(x)
         return {"val_nll": nll / n, "val_fme": fme / n, "val_force_rmse": math.sqrt(fme / n / 3)}
@@ -360,6 +395,7 @@ class Trainer:
                         f"{ {k: float(v.detach()) for k, v in terms.items()} }"
                     )
                 self.optimizer.step()
+                self._update_ema()
                 self.step_in_epoch += 1
                 self.global_step += 1
                 record = {"step": self.global_step, "epoch": self.epoch,
@@ -370,6 +406,10 @@ class Trainer:
                     record["grad_norm"] = grad_norm
                 if self.global_step % cfg.val_every_steps == 0:
                     record.update(self.validate())
+                    if self.ema is not None:  # the raw weights too, to show what averaging gains
+                        raw = self.validate(self.model)
+                        record.update(val_nll_raw=raw["val_nll"],
+                                      val_force_rmse_raw=raw["val_force_rmse"])
                     bar.set_postfix(val_nll=f"{record['val_nll']:.2f}",
                                     rmse=f"{record['val_force_rmse']:.1f}")
                 self._log(record)
@@ -387,7 +427,7 @@ class Trainer:
         self._checkpoint()
         path = self.out / MODEL
         if self.dist.main:
-            save_energy_model(self.model, self.model_cfg, self.topology_pdb, path,
+            save_energy_model(self.exported_model, self.model_cfg, self.topology_pdb, path,
                               extra={"training": {**cfg.to_dict(), "split_sizes": self.split_sizes,
                                                   "steps": self.global_step, **final}})
         if self.dist.world > 1:

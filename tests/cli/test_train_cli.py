@@ -36,6 +36,13 @@ def test_split_seed_option() -> None:
     assert config_from_args(_args("--seed", "7", "--split-seed", "3")).split_seed == 3
 
 
+def test_ema_decay_option() -> None:
+    assert config_from_args(_args()).ema_decay is None
+    assert config_from_args(_args("--ema-decay", "0.999")).ema_decay == 0.999
+    with pytest.raises(ValueError, match="ema_decay"):
+        config_from_args(_args("--ema-decay", "1.5"))
+
+
 def test_hydrogen_torsions_option() -> None:
     assert "hydrogen_torsions" not in config_from_args(_args()).model
     cfg = config_from_args(_args("--hydrogen-torsions", "chain"))

@@ -102,6 +102,56 @@ def test_resume_continues_exactly(tiny_reference_data, tmp_path) -> None:
         torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
 
 
+def test_ema_weights_follow_the_recursion_and_are_exported(tiny_reference_data,
+                                                          tmp_path) -> None:
+    """ema_decay d: e_1 = p_1, e_k = d e_(k-1) + (1 - d) p_k over the optimizer's steps; the
+    averaged weights are validated and exported, the raw ones keep training."""
+    decay = 0.6
+    trainer = Trainer(_config(tiny_reference_data, tmp_path, max_steps=5, ema_decay=decay,
+                              lr=2e-2), progress=False)
+    history: list[list[torch.Tensor]] = []
+    trainer.optimizer.register_step_post_hook(
+        lambda *_: history.append([p.detach().clone() for p in trainer.model.parameters()]))
+    path = trainer.train()
+    assert len(history) == 5
+    expected = history[0]
+    for params in history[1:]:
+        expected = [decay * e + (1 - decay) * p for e, p in zip(expected, params, strict=True)]
+    for e, q in zip(expected, trainer.ema.module.parameters(), strict=True):
+        torch.testing.assert_close(q, e, rtol=1e-6, atol=1e-7)
+    x = trainer.val_x[:3].to(torch.float64)
+    with torch.no_grad():
+        averaged = copy.deepcopy(trainer.ema.module).to(torch.float64).reduced_energy(x)
+        raw = copy.deepcopy(trainer.model).to(torch.float64).reduced_energy(x)
+        exported = load_energy_module(path, mode="eager").reduced_energy(x)
+    assert float((averaged - raw).abs().max()) > 1e-4  # averaging changed something
+    torch.testing.assert_close(exported, averaged)
+    last = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    validated = [r for r in last if "val_force_rmse_raw" in r]
+    assert validated and validated[0]["val_force_rmse"] != validated[0]["val_force_rmse_raw"]
+
+
+def test_ema_resumes_exactly_and_can_start_on_resume(tiny_reference_data, tmp_path) -> None:
+    straight = Trainer(_config(tiny_reference_data, tmp_path / "a", max_steps=6,
+                               ema_decay=0.7), progress=False)
+    straight.train()
+    Trainer(_config(tiny_reference_data, tmp_path / "b", max_steps=3, ema_decay=0.7),
+            progress=False).train()
+    resumed = Trainer(_config(tiny_reference_data, tmp_path / "b", max_steps=6,
+                              ema_decay=0.7), progress=False)
+    resumed.train()
+    for p, q in zip(straight.ema.module.parameters(), resumed.ema.module.parameters(),
+                    strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    # a run without averaging may switch it on when resumed: the average starts there
+    Trainer(_config(tiny_reference_data, tmp_path / "c", max_steps=3), progress=False).train()
+    switched = Trainer(_config(tiny_reference_data, tmp_path / "c", max_steps=5,
+                               ema_decay=0.7), progress=False)
+    assert switched.exported_model is switched.model  # nothing averaged yet
+    switched.train()
+    assert int(switched.ema.n_averaged) == 2
+
+
 def test_split_does_not_follow_the_training_seed(tiny_reference_data, tmp_path) -> None:
     """Fine-tuning with another --seed keeps the held-out blocks (split_seed, default 0)."""
     runs = {seed: Trainer(_config(tiny_reference_data, tmp_path / f"s{seed}", seed=seed,
