@@ -209,6 +209,8 @@ class Trainer:
                     f"{self.out} holds a run with another configuration (differs in {diff}); "
                     "use a new --out folder"
                 )
+            if self.dist.main:  # record what this leg runs with (max_steps, ema_decay, ...)
+                write_json(config_path, self.cfg.to_dict())
         elif self.dist.main:
             write_json(config_path, self.cfg.to_dict())
         if not ckpt_path.exists():

@@ -150,6 +150,8 @@ def test_ema_resumes_exactly_and_can_start_on_resume(tiny_reference_data, tmp_pa
     assert switched.exported_model is switched.model  # nothing averaged yet
     switched.train()
     assert int(switched.ema.n_averaged) == 2
+    saved = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert saved["ema_decay"] == 0.7 and saved["max_steps"] == 5  # the run folder says so
 
 
 def test_split_does_not_follow_the_training_seed(tiny_reference_data, tmp_path) -> None:
