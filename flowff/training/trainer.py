@@ -234,10 +234,8 @@ class Trainer:
         if self.ema is not None:
             if ckpt.get("ema") is not None:
                 self.ema.load_state_dict(ckpt["ema"])
-            else:  # averaging switched on for a run that had none: it starts here
-                self.ema = self._make_ema()
-                if self.progress:
-                    tqdm.write(f"weight averaging starts at step {self.global_step}")
+            elif self.progress:  # switched on for a run that had none: its first update
+                tqdm.write(f"weight averaging starts at step {self.global_step}")  # copies
         torch.set_rng_state(ckpt["torch_rng"])
         if self._tail is not None and "tail_rng" in ckpt:
             self._tail.generator.set_state(ckpt["tail_rng"][self.dist.rank])
