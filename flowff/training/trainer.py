@@ -234,8 +234,8 @@ class Trainer:
         if self.ema is not None:
             if ckpt.get("ema") is not None:
                 self.ema.load_state_dict(ckpt["ema"])
-            elif self.progress:  # switched on for a run that had none: its first update
-                tqdm.write(f"weight averaging starts at step {self.global_step}")  # copies
+            elif self.progress:  # switched on now: the first update copies the weights
+                tqdm.write(f"weight averaging starts at step {self.global_step}")
         torch.set_rng_state(ckpt["torch_rng"])
         if self._tail is not None and "tail_rng" in ckpt:
             self._tail.generator.set_state(ckpt["tail_rng"][self.dist.rank])
