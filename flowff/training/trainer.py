@@ -198,9 +198,10 @@ class Trainer:
             saved = json.loads(json.dumps(  # in today's layout (fields added since filled in)
                 TrainConfig.from_saved(json.loads(config_path.read_text())).to_dict()))
             now = json.loads(json.dumps(self.cfg.to_dict()))
-            # may change on resume: how long, how often, and whether weights are averaged
+            # may change on resume: how long, how often, whether weights are averaged, and
+            # where the folder is (a run folder copied or moved elsewhere resumes)
             for key in ("max_steps", "epochs", "val_every_steps", "checkpoint_every_steps",
-                        "ema_decay"):
+                        "ema_decay", "out_dir"):
                 saved.pop(key, None)
                 now.pop(key, None)
             if saved != now:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -100,6 +101,17 @@ def test_resume_continues_exactly(tiny_reference_data, tmp_path) -> None:
     for (name, p), q in zip(straight.model.named_parameters(), resumed.model.parameters(),
                             strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+
+
+def test_copied_run_folder_resumes(tiny_reference_data, tmp_path) -> None:
+    """A run folder copied elsewhere (e.g. to branch a run) resumes from its checkpoint."""
+    Trainer(_config(tiny_reference_data, tmp_path / "a", max_steps=4), progress=False).train()
+    shutil.copytree(tmp_path / "a", tmp_path / "copy")
+    resumed = Trainer(_config(tiny_reference_data, tmp_path / "copy", max_steps=6),
+                      progress=False)
+    assert resumed.global_step == 4
+    saved = json.loads((tmp_path / "copy" / "config.json").read_text())
+    assert saved["out_dir"] == str(tmp_path / "copy")
 
 
 def test_ema_weights_follow_the_recursion_and_are_exported(tiny_reference_data,
