@@ -143,6 +143,22 @@ def kish_efficiency(log_weights: np.ndarray, n_total: int | None = None) -> floa
     return kish_ess(lw) / n
 
 
+def kish_efficiency_bootstrap(log_weights: np.ndarray, n_resamples: int = 200,
+                              seed: int = 0) -> np.ndarray:
+    """Kish ESS / N of ``n_resamples`` bootstrap resamples of the N samples, (n_resamples,).
+
+    ``log_weights`` (N,) holds every sample, -inf for a wasted one. Its spread is the
+    statistical error of :func:`kish_efficiency`; heavy-tailed weights make it an optimistic
+    one (the rare largest weights are missing from most resamples as from the sample itself).
+    """
+    lw = np.asarray(log_weights, dtype=np.float64).ravel()
+    if lw.size == 0 or n_resamples < 1:
+        raise ValueError("need at least one weight and one resample")
+    rng = np.random.default_rng(seed)
+    return np.array([kish_efficiency(lw[rng.integers(0, lw.size, lw.size)])
+                     for _ in range(n_resamples)])
+
+
 def reverse_kl_estimate(u_target_kT: np.ndarray, log_q: np.ndarray) -> float:
     """Monte-Carlo estimate of E_q[u_target/kT + log q] (kT) = KL(q || p) - log Z.
 
@@ -207,7 +223,7 @@ def sample_metrics(
     flow_forces_kT_per_nm: np.ndarray,
     u_target_kT: np.ndarray,
     target_forces_kT_per_nm: np.ndarray,
-) -> dict[str, float | int]:
+) -> dict[str, float | int | list[float]]:
     """Metrics of N flow samples x ~ q against the target (classical) potential.
 
     Inputs (N,) or (N, n, 3): the sampler's log q(x), positions (nm), the flow's recomputed
@@ -220,6 +236,8 @@ def sample_metrics(
       u_target = +inf (a clash) has weight zero but is left out of these means.
 
     log Z (up to the constants of both densities) = log-mean-exp of the valid log weights.
+    The Kish efficiency comes with its bootstrap standard error and 90 % interval
+    (``kish_efficiency_bootstrap_se``, ``kish_efficiency_bootstrap_90``).
     A few clashed samples (u_target ~ 1e6 kT) dominate the reverse KL and the sample force
     error, so both are also given over the finite samples whose u_target is within
     HIGH_ENERGY_KT of the finite samples' median (``*_typical``), with the count left out.
@@ -239,7 +257,7 @@ def sample_metrics(
     valid = finite_pos & np.isfinite(lq) & ~np.isnan(u_t)
     finite = (valid & np.isfinite(u_t) & np.isfinite(u_f)
               & np.isfinite(f_f).all(axis=(1, 2)) & np.isfinite(f_t).all(axis=(1, 2)))
-    metrics: dict[str, float | int] = {
+    metrics: dict[str, float | int | list[float]] = {
         "n_samples": int(n),
         "n_nonfinite_positions": int((~finite_pos).sum()),
         "n_nonfinite_log_q": int((~np.isfinite(lq)).sum()),
@@ -252,9 +270,16 @@ def sample_metrics(
     if valid.any():
         lw = importance_log_weights(u_t[valid], lq[valid])
         ess = kish_ess(lw)
-        metrics.update(ess=ess, kish_efficiency=ess / n, log_z_estimate=log_mean_exp(lw))
+        every = np.full(n, -np.inf)  # wasted samples count as zero weights in resamples too
+        every[valid] = lw
+        boot = kish_efficiency_bootstrap(every)
+        metrics.update(ess=ess, kish_efficiency=ess / n, log_z_estimate=log_mean_exp(lw),
+                       kish_efficiency_bootstrap_se=float(boot.std(ddof=1)) if n > 1 else nan,
+                       kish_efficiency_bootstrap_90=[float(v) for v in
+                                                     np.quantile(boot, [0.05, 0.95])])
     else:
-        metrics.update(ess=0.0, kish_efficiency=0.0, log_z_estimate=nan)
+        metrics.update(ess=0.0, kish_efficiency=0.0, log_z_estimate=nan,
+                       kish_efficiency_bootstrap_se=nan, kish_efficiency_bootstrap_90=[nan, nan])
     if finite.any():
         errs = force_errors(f_f[finite], f_t[finite])
         gap = np.abs(lq[finite] + u_f[finite])

@@ -104,7 +104,8 @@ def summary_table(report: dict[str, Any]) -> str:
          f"{_fmt(s.get('reverse_kl_kT_typical'))} ({s.get('n_high_energy')}); force RMSE "
          f"{_fmt(s.get('force_rmse_kT_per_nm_typical'))}"),
         ("log Z estimate", s["log_z_estimate"]),
-        ("Kish ESS / N", s["kish_efficiency"]),
+        ("Kish ESS / N (bootstrap s.e.)",
+         f"{_fmt(s['kish_efficiency'])} ({_fmt(s.get('kish_efficiency_bootstrap_se'))})"),
         ("Ramachandran KL(MD||flow) (nats)", rama.get("kl_md_flow")),
         ("Ramachandran JS (nats)", rama.get("js")),
     ]

@@ -13,6 +13,7 @@ from flowff.analysis.metrics import (
     force_errors,
     importance_log_weights,
     kish_efficiency,
+    kish_efficiency_bootstrap,
     kish_ess,
     log_mean_exp,
     log_sum_exp,
@@ -64,6 +65,25 @@ def test_kish_ess_by_hand_at_extreme_scales() -> None:
     assert kish_efficiency(np.log([1.0, 2.0, 3.0]), n_total=6) == pytest.approx(36.0 / 14.0 / 6)
     with pytest.raises(ValueError, match="n_total"):
         kish_efficiency(np.zeros(3), n_total=2)
+
+
+def test_kish_bootstrap_error_matches_the_spread_of_independent_estimates() -> None:
+    # Log-normal weights (sigma 0.5, true efficiency exp(-0.25)): the bootstrap standard error
+    # of one sample of 2000, averaged over samples, is close to the standard deviation over
+    # independent samples of 2000 (heavier tails make it optimistic: see the docstring).
+    rng = np.random.default_rng(1)
+    independent = [kish_efficiency(0.5 * rng.normal(size=2000)) for _ in range(300)]
+    assert abs(np.mean(independent) - math.exp(-0.25)) < 0.003
+    boots = [kish_efficiency_bootstrap(0.5 * rng.normal(size=2000), n_resamples=100, seed=i)
+             for i in range(20)]
+    assert boots[0].shape == (100,)
+    assert 0.7 < np.mean([b.std() for b in boots]) / np.std(independent) < 1.3
+    # Equal weights have no spread; wasted samples (-inf) stay wasted in every resample.
+    np.testing.assert_allclose(kish_efficiency_bootstrap(np.zeros(50), n_resamples=20), 1.0)
+    half = np.array([0.0, -np.inf] * 500)
+    assert 0.4 < kish_efficiency_bootstrap(half, n_resamples=50).mean() < 0.6
+    with pytest.raises(ValueError, match="at least one"):
+        kish_efficiency_bootstrap(np.array([]))
 
 
 def test_importance_weights_of_exact_target_are_constant() -> None:
@@ -139,6 +159,8 @@ def test_sample_metrics_counts_every_kind_of_bad_sample() -> None:
     # Valid weights: samples 2..5 with log w = (-inf, -1, -1, -1): ESS = 3, efficiency 3/6.
     assert m["ess"] == pytest.approx(3.0)
     assert m["kish_efficiency"] == pytest.approx(0.5)
+    lo, hi = m["kish_efficiency_bootstrap_90"]
+    assert 0.0 <= lo <= hi <= 1.0 and m["kish_efficiency_bootstrap_se"] > 0
     assert m["log_z_estimate"] == pytest.approx(-1.0 + math.log(3.0 / 4.0))
     assert m["reverse_kl_kT"] == pytest.approx(1.0)
     assert m["fme_kT2_per_nm2"] == 0.0
