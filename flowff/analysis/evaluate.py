@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from flowff.analysis.force_decomposition import force_error_by_ic_type
 from flowff.analysis.metrics import (
     flow_energies_and_forces,
+    importance_log_weights,
     md_frame_metrics,
     model_device,
     sample_metrics,
@@ -40,7 +41,11 @@ from flowff.analysis.plots import (
     plot_force_scatter,
     plot_ramachandran,
 )
-from flowff.analysis.ramachandran import backbone_torsions, compare_ramachandran
+from flowff.analysis.ramachandran import (
+    backbone_torsions,
+    compare_ramachandran,
+    importance_by_basin,
+)
 from flowff.data.reference import (
     ReferenceData,
     ReferenceMDConfig,
@@ -280,6 +285,15 @@ def evaluate_model(
     if finite_pos.any():
         phi_fl, psi_fl = backbone_torsions(x[finite_pos], topology_pdb)
         rama: dict[str, Any] | None = compare_ramachandran(phi_md, psi_md, phi_fl, psi_fl)
+        lw = np.full(n_samples, -np.inf)  # broken samples and clashes: zero weight
+        weighted = finite_pos & np.isfinite(log_q) & np.isfinite(u_target_s)
+        lw[weighted] = importance_log_weights(u_target_s[weighted], log_q[weighted])
+        if np.isfinite(lw).any():
+            by_basin = importance_by_basin(phi_fl, psi_fl, lw[finite_pos])
+            rama["importance_by_basin"] = by_basin
+            rama["basins_reweighted_difference_pp"] = {
+                k: v["reweighted_percent"] - rama["basins_md_percent"][k]
+                for k, v in by_basin.items()}
     else:
         phi_fl = psi_fl = np.empty(0)
         rama = None

@@ -122,8 +122,8 @@ def histogram_divergences(counts_md: np.ndarray, counts_flow: np.ndarray,
     return {"kl_md_flow": _kl(p, q), "js": 0.5 * _kl(p, m) + 0.5 * _kl(q, m)}
 
 
-def basin_populations(phi_rad: np.ndarray, psi_rad: np.ndarray) -> dict[str, float]:
-    """Percent of frames in each basin of :data:`BASIN_DEFINITIONS` (sums to 100)."""
+def basin_masks(phi_rad: np.ndarray, psi_rad: np.ndarray) -> dict[str, np.ndarray]:
+    """Boolean (N,) membership of each basin of :data:`BASIN_DEFINITIONS` (a partition)."""
     phi = np.degrees(wrap_angle(phi_rad))
     psi = np.degrees(wrap_angle(psi_rad))
     if phi.shape != psi.shape or phi.ndim != 1 or phi.size == 0:
@@ -131,13 +131,51 @@ def basin_populations(phi_rad: np.ndarray, psi_rad: np.ndarray) -> dict[str, flo
                          f"{psi.shape}")
     positive = (phi >= 0) & (phi < PHI_POSITIVE_HIGH_DEG)
     alpha = ~positive & (psi >= PSI_ALPHA_LOW_DEG) & (psi <= PSI_ALPHA_HIGH_DEG)
-    beta = ~positive & ~alpha
-    n = phi.size
-    return {
-        "beta_C7eq": 100.0 * float(beta.sum()) / n,
-        "alpha_R": 100.0 * float(alpha.sum()) / n,
-        "phi_positive": 100.0 * float(positive.sum()) / n,
-    }
+    return {"beta_C7eq": ~positive & ~alpha, "alpha_R": alpha, "phi_positive": positive}
+
+
+def basin_populations(phi_rad: np.ndarray, psi_rad: np.ndarray) -> dict[str, float]:
+    """Percent of frames in each basin of :data:`BASIN_DEFINITIONS` (sums to 100)."""
+    masks = basin_masks(phi_rad, psi_rad)
+    n = next(iter(masks.values())).size
+    return {name: 100.0 * float(m.sum()) / n for name, m in masks.items()}
+
+
+def importance_by_basin(phi_rad: np.ndarray, psi_rad: np.ndarray,
+                        log_weights: np.ndarray) -> dict[str, dict[str, float]]:
+    """Where the importance weights of flow samples go, per basin.
+
+    ``log_weights`` (N,) log w = -u_target/kT - log q of the samples (-inf: zero weight). Per
+    basin: ``samples_percent`` (flow population), ``reweighted_percent`` (the target's
+    population estimated by reweighting, sum w in basin / sum w; compare with MD),
+    ``kish_efficiency_within`` (Kish ESS / samples of the basin), ``median_log_weight_offset``
+    (median log w of the basin minus that of all samples, kT: < 0 where the flow puts samples the
+    target does not want; absent when no sample of the basin has a positive weight).
+    """
+    lw = np.asarray(log_weights, dtype=np.float64)
+    masks = basin_masks(phi_rad, psi_rad)
+    if lw.shape != next(iter(masks.values())).shape:
+        raise ValueError(f"log_weights {lw.shape} and torsions {phi_rad.shape} differ in shape")
+    if np.isnan(lw).any() or (lw == np.inf).any():
+        raise ValueError("log weights must be finite or -inf")
+    if not np.isfinite(lw).any():
+        raise ValueError("no sample has a positive weight")
+    w = np.exp(lw - lw.max())
+    finite = np.isfinite(lw)
+    median_all = float(np.median(lw[finite]))
+    out: dict[str, dict[str, float]] = {}
+    for name, m in masks.items():
+        wm = w[m]
+        within = float(wm.sum() ** 2 / (wm ** 2).sum() / m.sum()) if wm.sum() > 0 else 0.0
+        fm = m & finite
+        out[name] = {
+            "samples_percent": 100.0 * float(m.mean()),
+            "reweighted_percent": 100.0 * float(wm.sum() / w.sum()),
+            "kish_efficiency_within": within,
+        }
+        if fm.any():
+            out[name]["median_log_weight_offset"] = float(np.median(lw[fm])) - median_all
+    return out
 
 
 def compare_ramachandran(phi_md: np.ndarray, psi_md: np.ndarray, phi_flow: np.ndarray,

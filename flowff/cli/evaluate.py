@@ -114,6 +114,12 @@ def summary_table(report: dict[str, Any]) -> str:
         fl_pct = rama["basins_flow_percent"][name]
         rows.append((f"basin {name} % MD / flow / diff",
                      f"{md_pct:.1f} / {fl_pct:.1f} / {pp:+.1f}"))
+        imp = (rama.get("importance_by_basin") or {}).get(name)
+        if imp is not None:
+            rows.append(("  reweighted % / diff; ESS/N within",
+                         f"{imp['reweighted_percent']:.1f} / "
+                         f"{imp['reweighted_percent'] - md_pct:+.1f}; "
+                         f"{imp['kish_efficiency_within']:.3f}"))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {_fmt(value)}" for name, value in rows)
 

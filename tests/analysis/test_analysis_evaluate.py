@@ -73,6 +73,9 @@ def test_evaluate_model_end_to_end(tiny_data: Path, stand_in, sampler, tmp_path:
     assert report["ramachandran"]["n_flow"] == 39 and report["ramachandran"]["n_md"] == 4
     pops = report["ramachandran"]["basins_flow_percent"]
     assert sum(pops.values()) == pytest.approx(100.0)
+    by_basin = report["ramachandran"]["importance_by_basin"]
+    assert sum(b["reweighted_percent"] for b in by_basin.values()) == pytest.approx(100.0)
+    assert {k: b["samples_percent"] for k, b in by_basin.items()} == pytest.approx(pops)
     assert report["data"]["n_test_frames_used"] == 4
     assert report["data"]["forcefield"] == ["amber99sbildn.xml", "amber99_obc.xml"]
 

@@ -12,6 +12,7 @@ from flowff.analysis.ramachandran import (
     basin_populations,
     compare_ramachandran,
     histogram_divergences,
+    importance_by_basin,
     ramachandran_histogram,
 )
 from flowff.openmm.classical import alanine_dipeptide_pdb_path, load_alanine_dipeptide
@@ -98,3 +99,32 @@ def test_basin_populations_of_constructed_angles() -> None:
         {"beta_C7eq": 40.0 - 500.0 / 13, "alpha_R": 60.0 - 400.0 / 13,
          "phi_positive": -400.0 / 13})
     assert report["n_md"] == 13 and report["n_flow"] == 5
+
+
+def test_importance_by_basin_by_hand() -> None:
+    deg = np.radians
+    # beta, beta, alpha_R, alpha_R, phi_positive, phi_positive (a clash: zero weight)
+    phi = deg(np.array([-60.0, -150.0, -60.0, -70.0, 60.0, 70.0]))
+    psi = deg(np.array([140.0, 170.0, -40.0, -30.0, 40.0, 30.0]))
+    lw = np.log(np.array([1.0, 3.0, 2.0, 2.0, 0.5, 1.0])) + 700.0  # no overflow at any shift
+    lw[5] = -np.inf
+    out = importance_by_basin(phi, psi, lw)
+    assert out["beta_C7eq"]["samples_percent"] == pytest.approx(100 * 2 / 6)
+    # sum w = 8.5: beta 4 / 8.5, alpha 4 / 8.5, phi > 0 0.5 / 8.5
+    assert out["beta_C7eq"]["reweighted_percent"] == pytest.approx(100 * 4 / 8.5)
+    assert out["phi_positive"]["reweighted_percent"] == pytest.approx(100 * 0.5 / 8.5)
+    # Kish within: beta (1 + 3)^2 / (1 + 9) / 2 = 0.8; alpha 1; phi > 0 0.25 / 0.25 / 2 = 0.5
+    assert out["beta_C7eq"]["kish_efficiency_within"] == pytest.approx(0.8)
+    assert out["alpha_R"]["kish_efficiency_within"] == pytest.approx(1.0)
+    assert out["phi_positive"]["kish_efficiency_within"] == pytest.approx(0.5)
+    # median of the five finite log w is log 2 (+700); phi > 0's finite one is log 0.5
+    assert out["phi_positive"]["median_log_weight_offset"] == pytest.approx(math.log(0.25))
+    assert out["alpha_R"]["median_log_weight_offset"] == pytest.approx(0.0, abs=1e-9)
+    assert out["beta_C7eq"]["median_log_weight_offset"] == pytest.approx(math.log(3**0.5 / 2))
+    # a basin without samples of positive weight has no median offset
+    empty = importance_by_basin(phi[:4], psi[:4], lw[:4])["phi_positive"]
+    assert empty["samples_percent"] == 0.0 and "median_log_weight_offset" not in empty
+    with pytest.raises(ValueError, match="finite or -inf"):
+        importance_by_basin(phi, psi, np.full(6, np.nan))
+    with pytest.raises(ValueError, match="shape"):
+        importance_by_basin(phi, psi, lw[:3])
