@@ -105,12 +105,19 @@ def main(argv: list[str] | None = None) -> int:
     total_ns = len(frames[skip:]) * args.save_ps * R / 1000
     # Bond integrity: populations of broken molecules say nothing about the potential's basins.
     reference = data.positions[np.linspace(0, len(data) - 1, min(len(data), 20000)).astype(int)]
-    broken = broken_frames(bond_lengths(kept, data.topology_pdb),
-                           bond_lengths(reference, data.topology_pdb))
+    lengths = bond_lengths(kept, data.topology_pdb)
+    ref_lengths = bond_lengths(reference, data.topology_pdb)
+    broken = broken_frames(lengths, ref_lengths)
     per_replica = broken.reshape(-1, R)  # (T_kept, R): frames are time-major
     intact = {"frames_broken_fraction": float(broken.mean()),
               "replicas_ever_broken": int(per_replica.any(axis=0).sum()),
-              "rule": f"a bond outside [{LOW} x reference min, {HIGH} x reference max]"}
+              "rule": f"a bond outside [{LOW} x reference min, {HIGH} x reference max]",
+              # per bond, the extreme length over all kept frames relative to the reference's
+              "longest_bond_nm": float(np.nanmax(lengths)),
+              "max_stretch_vs_reference_max": float(np.nanmax(
+                  np.nanmax(lengths, axis=0) / ref_lengths.max(axis=0))),
+              "max_compression_vs_reference_min": float(np.nanmin(
+                  np.nanmin(lengths, axis=0) / ref_lengths.min(axis=0)))}
     if (~broken).any():
         intact["ramachandran_intact_frames"] = compare_ramachandran(
             phi_md, psi_md, phi_f[~broken], psi_f[~broken])
