@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from flowff.analysis.metrics import kish_efficiency
+
 RAMACHANDRAN_BINS: int = 64
 DIVERGENCE_PSEUDOCOUNT: float = 1.0e-6
 
@@ -166,8 +168,8 @@ def importance_by_basin(phi_rad: np.ndarray, psi_rad: np.ndarray,
     out: dict[str, dict[str, float]] = {}
     for name, m in masks.items():
         wm = w[m]
-        within = float(wm.sum() ** 2 / (wm ** 2).sum() / m.sum()) if wm.sum() > 0 else 0.0
         fm = m & finite
+        within = kish_efficiency(lw[m]) if fm.any() else 0.0  # in log space: no underflow
         out[name] = {
             "samples_percent": 100.0 * float(m.mean()),
             "reweighted_percent": 100.0 * float(wm.sum() / w.sum()),

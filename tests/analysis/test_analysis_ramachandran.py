@@ -124,6 +124,11 @@ def test_importance_by_basin_by_hand() -> None:
     # a basin without samples of positive weight has no median offset
     empty = importance_by_basin(phi[:4], psi[:4], lw[:4])["phi_positive"]
     assert empty["samples_percent"] == 0.0 and "median_log_weight_offset" not in empty
+    # a basin whose weights are e^-1000 of the others' still has its own efficiency
+    far = lw.copy()
+    far[4:] = -1000.0 + np.log([1.0, 1.0])
+    within = importance_by_basin(phi, psi, far)["phi_positive"]["kish_efficiency_within"]
+    assert within == pytest.approx(1.0)
     with pytest.raises(ValueError, match="finite or -inf"):
         importance_by_basin(phi, psi, np.full(6, np.nan))
     with pytest.raises(ValueError, match="shape"):
