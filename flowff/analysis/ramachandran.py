@@ -167,16 +167,15 @@ def importance_by_basin(phi_rad: np.ndarray, psi_rad: np.ndarray,
     median_all = float(np.median(lw[finite]))
     out: dict[str, dict[str, float]] = {}
     for name, m in masks.items():
-        wm = w[m]
-        fm = m & finite
-        within = kish_efficiency(lw[m]) if fm.any() else 0.0  # in log space: no underflow
+        weighted = lw[m & finite]
         out[name] = {
             "samples_percent": 100.0 * float(m.mean()),
-            "reweighted_percent": 100.0 * float(wm.sum() / w.sum()),
-            "kish_efficiency_within": within,
+            "reweighted_percent": 100.0 * float(w[m].sum() / w.sum()),
+            # in log space: a basin far below the largest weight does not underflow
+            "kish_efficiency_within": kish_efficiency(lw[m]) if weighted.size else 0.0,
         }
-        if fm.any():
-            out[name]["median_log_weight_offset"] = float(np.median(lw[fm])) - median_all
+        if weighted.size:
+            out[name]["median_log_weight_offset"] = float(np.median(weighted)) - median_all
     return out
 
 
