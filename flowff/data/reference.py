@@ -28,6 +28,7 @@ import openmm.unit as unit
 from tqdm.auto import tqdm
 
 from flowff.utils.atomic import write_json, write_npz, write_text
+from flowff.utils.locking import exclusive_folder_lock
 
 FORMAT_VERSION = 1
 _CHUNK_RE = re.compile(r"chunk_(\d{5})\.npz$")
@@ -84,7 +85,12 @@ def _run_replica(args: tuple[str, int, int, dict, int]) -> int:
     out_dir = Path(out_dir_s)
     cfg = ReferenceMDConfig(**{**cfg_dict, "forcefield": tuple(cfg_dict["forcefield"])})
     rdir = _replica_dir(out_dir, replica)
-    rdir.mkdir(parents=True, exist_ok=True)
+    with exclusive_folder_lock(rdir, f"replica {replica} of the reference data"):
+        return _extend_replica(out_dir, rdir, replica, n_chunks, cfg, position)
+
+
+def _extend_replica(out_dir: Path, rdir: Path, replica: int, n_chunks: int,
+                    cfg: ReferenceMDConfig, position: int) -> int:
     done = _completed_chunks(rdir)
     if len(done) >= n_chunks:
         return len(done)

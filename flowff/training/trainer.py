@@ -41,6 +41,7 @@ from flowff.training.losses import (
     reverse_kl_loss,
 )
 from flowff.utils.atomic import atomic_path, write_json
+from flowff.utils.locking import exclusive_folder_lock
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
@@ -364,7 +365,17 @@ class Trainer:
                 p.grad /= self.dist.world
 
     def train(self) -> Path:
-        """Run to the configured epochs (or max_steps); export and return the model file path."""
+        """Run to the configured epochs (or max_steps); export and return the model file path.
+
+        The main process holds a lock on ``out_dir`` meanwhile: a second run on the same folder
+        fails at once instead of interleaving checkpoints.
+        """
+        if not self.dist.main:
+            return self._train()
+        with exclusive_folder_lock(self.out, "the training run"):
+            return self._train()
+
+    def _train(self) -> Path:
         cfg = self.cfg
         steps_per_epoch = len(self._epoch_order(0)) // cfg.batch_size
         if steps_per_epoch < 1:

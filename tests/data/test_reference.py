@@ -111,3 +111,18 @@ def test_split_uses_contiguous_blocks_and_is_seeded() -> None:
     assert not np.array_equal(other[2], test)
     with pytest.raises(ValueError, match="sum to 1"):
         split_by_time_blocks(data, (0.5, 0.1, 0.1))
+
+
+def test_replica_written_by_another_process_is_refused(tiny_data) -> None:
+    from flowff.utils.locking import FolderLockedError, exclusive_folder_lock
+
+    def listing() -> list[str]:
+        return sorted(str(p.relative_to(tiny_data)) for p in tiny_data.rglob("*.npz"))
+
+    before = listing()
+    with exclusive_folder_lock(tiny_data / "replica_00", "test holder"):
+        with alanine_dipeptide_pdb_path() as pdb, pytest.raises(
+            FolderLockedError, match="replica 0 of the reference data"
+        ):
+            generate_reference_data(tiny_data, pdb, 2, 40e-5, TINY)
+    assert listing() == before

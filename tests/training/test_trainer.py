@@ -254,6 +254,17 @@ def test_other_configuration_in_same_folder_is_refused(tiny_reference_data, tmp_
         Trainer(_config(tiny_reference_data, tmp_path, max_steps=1, lr=1.0), progress=False)
 
 
+def test_run_folder_in_use_by_another_process_is_refused(tiny_reference_data, tmp_path) -> None:
+    from flowff.utils.locking import FolderLockedError, exclusive_folder_lock
+
+    trainer = Trainer(_config(tiny_reference_data, tmp_path, max_steps=2), progress=False)
+    with exclusive_folder_lock(tmp_path, "test holder"):
+        with pytest.raises(FolderLockedError, match="the training run"):
+            trainer.train()
+    assert not (tmp_path / "checkpoint.pt").exists()
+    assert trainer.train().exists()  # free again once the other writer is gone
+
+
 def test_reverse_kl_term_trains_through_the_inverse(tiny_reference_data, tmp_path) -> None:
     trainer = Trainer(_config(tiny_reference_data, tmp_path, w_nll=0.9, w_fm=0.0, w_kl=0.1,
                               kl_batch_size=4), progress=False)
