@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 
 from flowff.analysis.force_decomposition import force_error_by_ic_type
+from flowff.analysis.importance import importance_by_internal_coordinate
 from flowff.analysis.metrics import (
     flow_energies_and_forces,
     importance_log_weights,
@@ -294,6 +295,9 @@ def evaluate_model(
             rama["basins_reweighted_difference_pp"] = {
                 k: v["reweighted_percent"] - rama["basins_md_percent"][k]
                 for k, v in by_basin.items()}
+            if hasattr(model, "ic") and finite_pos.sum() >= 10:
+                s_metrics["importance_by_internal_coordinate"] = (
+                    importance_by_internal_coordinate(model.ic, x[finite_pos], lw[finite_pos]))
     else:
         phi_fl = psi_fl = np.empty(0)
         rama = None

@@ -106,6 +106,13 @@ def summary_table(report: dict[str, Any]) -> str:
         ("log Z estimate", s["log_z_estimate"]),
         ("Kish ESS / N (bootstrap s.e.)",
          f"{_fmt(s['kish_efficiency'])} ({_fmt(s.get('kish_efficiency_bootstrap_se'))})"),
+    ]
+    by_ic = s.get("importance_by_internal_coordinate")
+    if by_ic and by_ic["columns"]:
+        rows.append(("  ESS/N if one IC's marginal matched", ", ".join(
+            f"{c['type']} {'-'.join(map(str, c['atoms']))}: {c['efficiency_if_matched']:.3f}"
+            for c in by_ic["columns"][:3])))
+    rows += [
         ("Ramachandran KL(MD||flow) (nats)", rama.get("kl_md_flow")),
         ("Ramachandran JS (nats)", rama.get("js")),
     ]

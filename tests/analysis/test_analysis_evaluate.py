@@ -131,3 +131,26 @@ def test_report_splits_the_force_error_of_a_flow_energy(tiny_data: Path, small_e
     assert split["unexplained_rmse"] < 1e-3 * split["total_rmse"]
     assert all(split[k]["cartesian_rmse"] > 0 for k in ("bonds", "angles", "torsions"))
     assert "force RMSE from angles" in summary_table(report)
+
+
+def test_flow_with_internal_coordinates_gets_the_importance_by_coordinate(
+        tiny_data: Path, stand_in, sampler, tmp_path: Path) -> None:
+    from flowff.cli.evaluate import summary_table
+    from flowff.ic.layer import InternalCoordinates
+    from flowff.ic.zmatrix import ZMatrix
+
+    stand_in.ic = InternalCoordinates(ZMatrix.alanine_dipeptide()).to(torch.float64)
+    report = evaluate_model(stand_in, load_reference_data(tiny_data), tmp_path,
+                            test_indices=np.arange(2), n_samples=40, seed=5, sampler=sampler,
+                            make_plots=False, progress=False)
+    s = report["flow_samples"]
+    by_ic = s["importance_by_internal_coordinate"]
+    assert by_ic["kish_efficiency"] == pytest.approx(s["kish_efficiency"])
+    assert by_ic["n_samples"] == 40 and len(by_ic["columns"]) == 10
+    gains = [c["gain"] for c in by_ic["columns"]]
+    assert gains == sorted(gains, reverse=True)
+    assert all(c["efficiency_if_matched"] == pytest.approx(by_ic["kish_efficiency"] + c["gain"])
+               for c in by_ic["columns"])
+    labels = {(c["type"], tuple(c["atoms"])) for c in by_ic["columns"]}
+    assert len(labels) == 10 and {t for t, _ in labels} <= {"bond", "angle", "torsion"}
+    assert "ESS/N if one IC's marginal matched" in summary_table(report)
