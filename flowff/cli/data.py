@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 from pathlib import Path
 
 
@@ -34,10 +33,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
-
-
 def run(args: argparse.Namespace) -> int:
     from flowff.data.reference import (
         ReferenceMDConfig,
@@ -52,15 +47,9 @@ def run(args: argparse.Namespace) -> int:
         frames_per_chunk=args.frames_per_chunk, equilibration_ps=args.equilibration_ps,
         platform=args.platform, seed=args.seed,
     )
-    # SIGTERM (kill, a batch system's time limit) must stop the worker processes too, not
-    # orphan them: as SystemExit it unwinds the pool, which terminates its workers.
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    try:
-        with alanine_dipeptide_pdb_path() as default_pdb:
-            pdb = args.pdb or default_pdb
-            generate_reference_data(args.out, pdb, args.replicas, args.ns, cfg, args.workers)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with alanine_dipeptide_pdb_path() as default_pdb:
+        pdb = args.pdb or default_pdb
+        generate_reference_data(args.out, pdb, args.replicas, args.ns, cfg, args.workers)
     data = load_reference_data(args.out)
     print(f"{args.out}: {len(data)} frames ({len(data) * cfg.save_interval_ps / 1000:.3f} ns) "
           f"in {len(set(data.replica.tolist()))} replicas")

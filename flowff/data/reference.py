@@ -84,13 +84,17 @@ def _run_replica(args: tuple[str, int, int, dict, int]) -> int:
     out_dir_s, replica, n_chunks, cfg_dict, position = args
     out_dir = Path(out_dir_s)
     cfg = ReferenceMDConfig(**{**cfg_dict, "forcefield": tuple(cfg_dict["forcefield"])})
+    with exclusive_folder_lock(_replica_dir(out_dir, replica),
+                               f"replica {replica} of the reference data"):
+        return _extend_replica(out_dir, replica, n_chunks, cfg, position)
+
+
+def _extend_replica(out_dir: Path, replica: int, n_chunks: int, cfg: ReferenceMDConfig,
+                    position: int) -> int:
     rdir = _replica_dir(out_dir, replica)
-    with exclusive_folder_lock(rdir, f"replica {replica} of the reference data"):
-        return _extend_replica(out_dir, rdir, replica, n_chunks, cfg, position)
-
-
-def _extend_replica(out_dir: Path, rdir: Path, replica: int, n_chunks: int,
-                    cfg: ReferenceMDConfig, position: int) -> int:
+    # A worker whose parent died (kill, a batch system's time limit) stops rather than keep
+    # writing the replica orphaned; None when running in the main process.
+    parent = mp.parent_process()
     done = _completed_chunks(rdir)
     if len(done) >= n_chunks:
         return len(done)
@@ -131,6 +135,8 @@ def _extend_replica(out_dir: Path, rdir: Path, replica: int, n_chunks: int,
         epot = np.empty(cfg.frames_per_chunk)
         times = np.empty(cfg.frames_per_chunk)
         for i in range(cfg.frames_per_chunk):
+            if parent is not None and not parent.is_alive():
+                raise SystemExit(f"replica {replica}: the parent process is gone; stopping")
             integrator.step(cfg.steps_per_frame)
             st = context.getState(getPositions=True, getForces=True, getEnergy=True)
             pos[i] = st.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
