@@ -211,9 +211,7 @@ class Trainer:
                     f"{self.out} holds a run with another configuration (differs in {diff}); "
                     "use a new --out folder"
                 )
-            if self.dist.main:  # record what this leg runs with (max_steps, ema_decay, ...)
-                write_json(config_path, self.cfg.to_dict())
-        elif self.dist.main:
+        elif self.dist.main:  # a new folder; a resumed leg records its own in train()
             write_json(config_path, self.cfg.to_dict())
         if not ckpt_path.exists():
             if self.cfg.init_from is not None:
@@ -377,6 +375,8 @@ class Trainer:
 
     def _train(self) -> Path:
         cfg = self.cfg
+        if self.dist.main:  # record what this leg runs with (max_steps, ema_decay, ...)
+            write_json(self.out / "config.json", cfg.to_dict())
         steps_per_epoch = len(self._epoch_order(0)) // cfg.batch_size
         if steps_per_epoch < 1:
             raise ValueError(

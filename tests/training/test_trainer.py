@@ -110,6 +110,7 @@ def test_copied_run_folder_resumes(tiny_reference_data, tmp_path) -> None:
     resumed = Trainer(_config(tiny_reference_data, tmp_path / "copy", max_steps=6),
                       progress=False)
     assert resumed.global_step == 4
+    resumed.train()  # the leg records its configuration once it holds the folder
     saved = json.loads((tmp_path / "copy" / "config.json").read_text())
     assert saved["out_dir"] == str(tmp_path / "copy")
 
@@ -257,11 +258,15 @@ def test_other_configuration_in_same_folder_is_refused(tiny_reference_data, tmp_
 def test_run_folder_in_use_by_another_process_is_refused(tiny_reference_data, tmp_path) -> None:
     from flowff.utils.locking import FolderLockedError, exclusive_folder_lock
 
-    trainer = Trainer(_config(tiny_reference_data, tmp_path, max_steps=2), progress=False)
+    Trainer(_config(tiny_reference_data, tmp_path, max_steps=2), progress=False)
+    recorded = (tmp_path / "config.json").read_text()
     with exclusive_folder_lock(tmp_path, "test holder"):
+        trainer = Trainer(_config(tiny_reference_data, tmp_path, max_steps=3), progress=False)
         with pytest.raises(FolderLockedError, match="the training run"):
             trainer.train()
     assert not (tmp_path / "checkpoint.pt").exists()
+    # the refused leg left the holder's record alone (max_steps 2, not 3)
+    assert (tmp_path / "config.json").read_text() == recorded
     assert trainer.train().exists()  # free again once the other writer is gone
 
 
