@@ -13,7 +13,9 @@ import sys
 from flowff import __version__
 
 #: Subcommand modules under ``flowff.cli``, in the order ``--help`` lists them.
-SUBCOMMANDS: tuple[str, ...] = ("data", "train", "evaluate", "md", "drift", "equivariant")
+SUBCOMMANDS: tuple[str, ...] = (
+    "data", "resample", "train", "evaluate", "md", "drift", "equivariant",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

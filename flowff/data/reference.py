@@ -69,12 +69,12 @@ def _replica_dir(out_dir: Path, replica: int) -> Path:
     return out_dir / f"replica_{replica:02d}"
 
 
-def _completed_chunks(rdir: Path) -> list[int]:
-    """Chunk indices that have both data and a resume state, in order."""
+def _completed_chunks(rdir: Path, needs_state: bool = True) -> list[int]:
+    """Chunk indices that have data and (``needs_state``) a resume state, in order."""
     done = []
     for path in rdir.glob("chunk_*.npz"):
         m = _CHUNK_RE.search(path.name)
-        if m and (rdir / f"state_{m.group(1)}.xml").exists():
+        if m and (not needs_state or (rdir / f"state_{m.group(1)}.xml").exists()):
             done.append(int(m.group(1)))
     return sorted(done)
 
@@ -249,11 +249,13 @@ def load_reference_data(out_dir: str | Path, max_frames_per_replica: int | None 
             f"{out}: data format {record.get('format_version')} is not the supported "
             f"{FORMAT_VERSION}"
         )
+    # resampled flow samples (flowff.data.flow_samples) have no MD state to resume from
+    has_states = "origin" not in record
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("pos", "frc", "e", "rep", "t")}
     for rdir in sorted(out.glob("replica_*")):
         replica = int(rdir.name.split("_")[1])
         count = 0
-        for chunk in _completed_chunks(rdir):
+        for chunk in _completed_chunks(rdir, needs_state=has_states):
             with np.load(rdir / f"chunk_{chunk:05d}.npz") as z:
                 n = len(z["positions"])
                 if max_frames_per_replica is not None:

@@ -52,3 +52,12 @@ def test_sigterm_stops_the_worker_processes(tmp_path) -> None:
             except FolderLockedError:
                 assert time.time() < deadline, f"replica {r}'s worker outlived the command"
                 time.sleep(0.2)
+
+
+def test_resample_command_reports_its_pool(small_model_file, tmp_path, capsys) -> None:
+    out = tmp_path / "resampled"
+    assert main(["resample", "--model", str(small_model_file), "--out", str(out), "--samples",
+                 "12", "--chunk-size", "5", "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "12 frames" in printed and "from 12 samples" in printed and "Kish ESS/N" in printed
+    assert len(load_reference_data(out)) == 12
