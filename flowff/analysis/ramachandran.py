@@ -152,7 +152,9 @@ def importance_by_basin(phi_rad: np.ndarray, psi_rad: np.ndarray,
     population estimated by reweighting, sum w in basin / sum w; compare with MD),
     ``kish_efficiency_within`` (Kish ESS / samples of the basin), ``median_log_weight_offset``
     (median log w of the basin minus that of all samples, kT: < 0 where the flow puts samples the
-    target does not want; absent when no sample of the basin has a positive weight).
+    target does not want; absent when no sample of the basin has a positive weight),
+    ``inverse_ess_share`` (the basin's part of sum w^2 / sum w^2: the fraction of N / ESS, the
+    overall Kish inefficiency, that its samples cause; the shares sum to 1).
     """
     lw = np.asarray(log_weights, dtype=np.float64)
     masks = basin_masks(phi_rad, psi_rad)
@@ -163,6 +165,7 @@ def importance_by_basin(phi_rad: np.ndarray, psi_rad: np.ndarray,
     if not np.isfinite(lw).any():
         raise ValueError("no sample has a positive weight")
     w = np.exp(lw - lw.max())
+    w2_total = float(np.square(w).sum())
     finite = np.isfinite(lw)
     median_all = float(np.median(lw[finite]))
     out: dict[str, dict[str, float]] = {}
@@ -173,6 +176,7 @@ def importance_by_basin(phi_rad: np.ndarray, psi_rad: np.ndarray,
             "reweighted_percent": 100.0 * float(w[m].sum() / w.sum()),
             # in log space: a basin far below the largest weight does not underflow
             "kish_efficiency_within": kish_efficiency(lw[m]) if weighted.size else 0.0,
+            "inverse_ess_share": float(np.square(w[m]).sum()) / w2_total,
         }
         if weighted.size:
             out[name]["median_log_weight_offset"] = float(np.median(weighted)) - median_all

@@ -127,6 +127,8 @@ def summary_table(report: dict[str, Any]) -> str:
                          f"{imp['reweighted_percent']:.1f} / "
                          f"{imp['reweighted_percent'] - md_pct:+.1f}; "
                          f"{imp['kish_efficiency_within']:.3f}"))
+            if "inverse_ess_share" in imp:
+                rows.append(("  share of N / ESS", f"{imp['inverse_ess_share']:.2f}"))
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {_fmt(value)}" for name, value in rows)
 

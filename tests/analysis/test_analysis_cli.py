@@ -76,6 +76,8 @@ def test_cli_end_to_end(tiny_data: Path, stand_in, sampler, tmp_path: Path, monk
     assert report["md_test_frames"]["n_frames"] == 1
     assert report["flow_samples"]["n_samples"] == 12
     assert "basin beta_C7eq" in printed
+    share = report["ramachandran"]["importance_by_basin"]["beta_C7eq"]["inverse_ess_share"]
+    assert "  share of N / ESS " in printed and f"{share:.2f}" in printed
 
 
 def test_later_frame_indices_per_replica() -> None:

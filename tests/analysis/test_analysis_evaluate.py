@@ -76,6 +76,13 @@ def test_evaluate_model_end_to_end(tiny_data: Path, stand_in, sampler, tmp_path:
     by_basin = report["ramachandran"]["importance_by_basin"]
     assert sum(b["reweighted_percent"] for b in by_basin.values()) == pytest.approx(100.0)
     assert {k: b["samples_percent"] for k, b in by_basin.items()} == pytest.approx(pops)
+    assert sum(b["inverse_ess_share"] for b in by_basin.values()) == pytest.approx(1.0)
+    # N / ESS splits by basin: sum_b W_b^2 / (n_b ESS_b) over basins with samples (N: the 39
+    # finite samples the basins count; kish_efficiency divides by all 40)
+    parts = [(b["reweighted_percent"] / 100) ** 2
+             / (b["samples_percent"] / 100 * b["kish_efficiency_within"])
+             for b in by_basin.values() if b["samples_percent"] > 0]
+    assert sum(parts) == pytest.approx(39 / 40 / s["kish_efficiency"], rel=1e-9)
     assert report["data"]["n_test_frames_used"] == 4
     assert report["data"]["forcefield"] == ["amber99sbildn.xml", "amber99_obc.xml"]
 

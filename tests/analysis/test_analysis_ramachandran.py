@@ -117,6 +117,11 @@ def test_importance_by_basin_by_hand() -> None:
     assert out["beta_C7eq"]["kish_efficiency_within"] == pytest.approx(0.8)
     assert out["alpha_R"]["kish_efficiency_within"] == pytest.approx(1.0)
     assert out["phi_positive"]["kish_efficiency_within"] == pytest.approx(0.5)
+    # sum w^2 = 18.25: beta 10, alpha 8, phi > 0 0.25; the overall N / ESS = 6 * 18.25 / 8.5^2
+    shares = {name: out[name]["inverse_ess_share"] for name in out}
+    assert shares == pytest.approx(
+        {"beta_C7eq": 10 / 18.25, "alpha_R": 8 / 18.25, "phi_positive": 0.25 / 18.25})
+    assert sum(shares.values()) == pytest.approx(1.0)
     # median of the five finite log w is log 2 (+700); phi > 0's finite one is log 0.5
     assert out["phi_positive"]["median_log_weight_offset"] == pytest.approx(math.log(0.25))
     assert out["alpha_R"]["median_log_weight_offset"] == pytest.approx(0.0, abs=1e-9)
