@@ -46,6 +46,7 @@ from flowff.analysis.ramachandran import (
     backbone_torsions,
     compare_ramachandran,
     importance_by_basin,
+    importance_by_phi,
 )
 from flowff.data.reference import (
     ReferenceData,
@@ -292,6 +293,7 @@ def evaluate_model(
         if np.isfinite(lw).any():
             by_basin = importance_by_basin(phi_fl, psi_fl, lw[finite_pos])
             rama["importance_by_basin"] = by_basin
+            rama["importance_by_phi"] = importance_by_phi(phi_fl, lw[finite_pos])
             rama["basins_reweighted_difference_pp"] = {
                 k: v["reweighted_percent"] - rama["basins_md_percent"][k]
                 for k, v in by_basin.items()}

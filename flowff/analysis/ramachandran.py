@@ -20,6 +20,7 @@ the barrier between it and the phi > 0 states. The three basins partition the pl
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -180,6 +181,45 @@ def importance_by_basin(phi_rad: np.ndarray, psi_rad: np.ndarray,
         }
         if weighted.size:
             out[name]["median_log_weight_offset"] = float(np.median(weighted)) - median_all
+    return out
+
+
+def importance_by_phi(phi_rad: np.ndarray, log_weights: np.ndarray,
+                      bin_deg: float = 20.0) -> list[dict[str, Any]]:
+    """Where the importance weights of flow samples go along phi, in bins of ``bin_deg`` degrees.
+
+    ``log_weights`` (N,) as in :func:`importance_by_basin`. One entry per bin holding samples,
+    from -180 degrees up: ``phi_deg`` [low, high), ``samples`` (count), ``weight_share`` (sum w
+    in the bin / sum w: the target's probability of the bin), ``inverse_ess_share`` (its part of
+    sum w^2), ``median_log_weight_offset`` (kT, vs all samples; absent without positive
+    weights). Shows whether a basin's samples sit where the target wants them (e.g. flow
+    density leaking toward a barrier).
+    """
+    lw = np.asarray(log_weights, dtype=np.float64)
+    phi = np.degrees(wrap_angle(np.asarray(phi_rad, dtype=np.float64)))
+    if lw.shape != phi.shape or lw.ndim != 1:
+        raise ValueError(f"log_weights {lw.shape} and phi {phi.shape} must be 1-D of one length")
+    if np.isnan(lw).any() or (lw == np.inf).any() or not np.isfinite(lw).any():
+        raise ValueError("log weights must be finite or -inf, and not all -inf")
+    if not 0.0 < bin_deg <= 360.0 or (360.0 / bin_deg) % 1 > 1e-9:
+        raise ValueError(f"bin_deg must divide 360, got {bin_deg}")
+    n_bins = round(360.0 / bin_deg)
+    index = np.minimum(((phi + 180.0) // bin_deg).astype(int), n_bins - 1)
+    finite = np.isfinite(lw)
+    w = np.exp(lw - lw.max())
+    w_sum, w2_sum = float(w.sum()), float(np.square(w).sum())
+    median_all = float(np.median(lw[finite]))
+    out: list[dict[str, Any]] = []
+    for b in range(n_bins):
+        m = index == b
+        if not m.any():
+            continue
+        row = {"phi_deg": [-180.0 + b * bin_deg, -180.0 + (b + 1) * bin_deg],
+               "samples": int(m.sum()), "weight_share": float(w[m].sum()) / w_sum,
+               "inverse_ess_share": float(np.square(w[m]).sum()) / w2_sum}
+        if (m & finite).any():
+            row["median_log_weight_offset"] = float(np.median(lw[m & finite])) - median_all
+        out.append(row)
     return out
 
 

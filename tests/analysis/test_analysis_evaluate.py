@@ -83,6 +83,10 @@ def test_evaluate_model_end_to_end(tiny_data: Path, stand_in, sampler, tmp_path:
              / (b["samples_percent"] / 100 * b["kish_efficiency_within"])
              for b in by_basin.values() if b["samples_percent"] > 0]
     assert sum(parts) == pytest.approx(39 / 40 / s["kish_efficiency"], rel=1e-9)
+    by_phi = report["ramachandran"]["importance_by_phi"]
+    assert sum(r["samples"] for r in by_phi) == 39
+    assert sum(r["weight_share"] for r in by_phi) == pytest.approx(1.0)
+    assert sum(r["inverse_ess_share"] for r in by_phi) == pytest.approx(1.0)
     assert report["data"]["n_test_frames_used"] == 4
     assert report["data"]["forcefield"] == ["amber99sbildn.xml", "amber99_obc.xml"]
 

@@ -13,6 +13,7 @@ from flowff.analysis.ramachandran import (
     compare_ramachandran,
     histogram_divergences,
     importance_by_basin,
+    importance_by_phi,
     ramachandran_histogram,
 )
 from flowff.openmm.classical import alanine_dipeptide_pdb_path, load_alanine_dipeptide
@@ -138,3 +139,27 @@ def test_importance_by_basin_by_hand() -> None:
         importance_by_basin(phi, psi, np.full(6, np.nan))
     with pytest.raises(ValueError, match="shape"):
         importance_by_basin(phi, psi, lw[:3])
+
+
+def test_importance_by_phi_by_hand() -> None:
+    deg = np.radians
+    # bins of 90 degrees: [-180, -90) two samples, [-90, 0) one, [0, 90) two (one zero weight)
+    phi = deg(np.array([-170.0, -100.0, -45.0, 30.0, 60.0, 180.0]))  # 180 wraps to -180
+    lw = np.log(np.array([1.0, 3.0, 2.0, 0.5, 1.0, 2.0])) + 700.0
+    lw[4] = -np.inf
+    rows = importance_by_phi(phi, lw, bin_deg=90.0)
+    assert [r["phi_deg"] for r in rows] == [[-180.0, -90.0], [-90.0, 0.0], [0.0, 90.0]]
+    assert [r["samples"] for r in rows] == [3, 1, 2]
+    # sum w = 8.5, sum w^2 = 1 + 9 + 4 + 0.25 + 4 = 18.25
+    assert [r["weight_share"] for r in rows] == pytest.approx([6 / 8.5, 2 / 8.5, 0.5 / 8.5])
+    assert [r["inverse_ess_share"] for r in rows] == pytest.approx(
+        [14 / 18.25, 4 / 18.25, 0.25 / 18.25])
+    # median of all finite log w: log 2 (+700); the [0, 90) bin's only finite one is log 0.5
+    assert rows[2]["median_log_weight_offset"] == pytest.approx(math.log(0.25))
+    assert rows[0]["median_log_weight_offset"] == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="divide 360"):
+        importance_by_phi(phi, lw, bin_deg=25.0)
+    with pytest.raises(ValueError, match="finite or -inf"):
+        importance_by_phi(phi, np.full(6, -np.inf))
+    with pytest.raises(ValueError, match="1-D"):
+        importance_by_phi(phi, lw[:3])
