@@ -112,6 +112,14 @@ def summary_table(report: dict[str, Any]) -> str:
         rows.append(("  ESS/N if one IC's marginal matched", ", ".join(
             f"{c['type']} {'-'.join(map(str, c['atoms']))}: {c['efficiency_if_matched']:.3f}"
             for c in by_ic["columns"][:3])))
+    by_phi = rama.get("importance_by_phi")
+    if by_phi:
+        # the bins whose samples cost the most ESS each: share of N/ESS over share of samples
+        n = sum(r["samples"] for r in by_phi)
+        worst = sorted(by_phi, key=lambda r: -r["inverse_ess_share"] * n / r["samples"])[:3]
+        rows.append(("  costliest phi bins: N/ESS share (samples)", ", ".join(
+            f"{r['phi_deg'][0]:.0f}..{r['phi_deg'][1]:.0f} deg: {r['inverse_ess_share']:.2f} "
+            f"({100 * r['samples'] / n:.1f} %)" for r in worst)))
     rows += [
         ("Ramachandran KL(MD||flow) (nats)", rama.get("kl_md_flow")),
         ("Ramachandran JS (nats)", rama.get("js")),

@@ -78,6 +78,10 @@ def test_cli_end_to_end(tiny_data: Path, stand_in, sampler, tmp_path: Path, monk
     assert "basin beta_C7eq" in printed
     share = report["ramachandran"]["importance_by_basin"]["beta_C7eq"]["inverse_ess_share"]
     assert "  share of N / ESS " in printed and f"{share:.2f}" in printed
+    by_phi = report["ramachandran"]["importance_by_phi"]
+    worst = max(by_phi, key=lambda r: r["inverse_ess_share"] / r["samples"])
+    low, high = worst["phi_deg"]
+    assert f"costliest phi bins: N/ESS share (samples)  {low:.0f}..{high:.0f} deg: " in printed
 
 
 def test_later_frame_indices_per_replica() -> None:
