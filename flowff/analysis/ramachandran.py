@@ -199,6 +199,8 @@ def importance_by_phi(phi_rad: np.ndarray, log_weights: np.ndarray,
     phi = np.degrees(wrap_angle(np.asarray(phi_rad, dtype=np.float64)))
     if lw.shape != phi.shape or lw.ndim != 1:
         raise ValueError(f"log_weights {lw.shape} and phi {phi.shape} must be 1-D of one length")
+    if not np.isfinite(phi).all():
+        raise ValueError("phi contains non-finite values")
     if np.isnan(lw).any() or (lw == np.inf).any() or not np.isfinite(lw).any():
         raise ValueError("log weights must be finite or -inf, and not all -inf")
     if not 0.0 < bin_deg <= 360.0 or (360.0 / bin_deg) % 1 > 1e-9:

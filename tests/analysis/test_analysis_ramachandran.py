@@ -163,3 +163,5 @@ def test_importance_by_phi_by_hand() -> None:
         importance_by_phi(phi, np.full(6, -np.inf))
     with pytest.raises(ValueError, match="1-D"):
         importance_by_phi(phi, lw[:3])
+    with pytest.raises(ValueError, match="phi contains non-finite"):
+        importance_by_phi(np.full(6, np.nan), lw)
