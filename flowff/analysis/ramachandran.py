@@ -144,6 +144,34 @@ def basin_populations(phi_rad: np.ndarray, psi_rad: np.ndarray) -> dict[str, flo
     return {name: 100.0 * float(m.sum()) / n for name, m in masks.items()}
 
 
+def _checked_log_weights(log_weights: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``log_weights`` as float64 (N,), refused unless of ``shape``, finite or -inf, and not all
+    -inf."""
+    lw = np.asarray(log_weights, dtype=np.float64)
+    if lw.shape != shape or lw.ndim != 1:
+        raise ValueError(f"log_weights {lw.shape} and torsions {shape} must be 1-D of one shape")
+    if np.isnan(lw).any() or (lw == np.inf).any():
+        raise ValueError("log weights must be finite or -inf")
+    if not np.isfinite(lw).any():
+        raise ValueError("no sample has a positive weight (log weights finite or -inf, not all "
+                         "-inf)")
+    return lw
+
+
+def _group_weights(lw: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """``weight_share`` (sum w), ``inverse_ess_share`` (sum w^2) of the samples in ``mask`` as
+    fractions of all samples', and ``median_log_weight_offset`` (kT, their median log w minus
+    all samples'; absent when none of them has a positive weight)."""
+    finite = np.isfinite(lw)
+    w = np.exp(lw - lw.max())
+    out = {"weight_share": float(w[mask].sum() / w.sum()),
+           "inverse_ess_share": float(np.square(w[mask]).sum() / np.square(w).sum())}
+    if (mask & finite).any():
+        out["median_log_weight_offset"] = (float(np.median(lw[mask & finite]))
+                                           - float(np.median(lw[finite])))
+    return out
+
+
 def importance_by_basin(phi_rad: np.ndarray, psi_rad: np.ndarray,
                         log_weights: np.ndarray) -> dict[str, dict[str, float]]:
     """Where the importance weights of flow samples go, per basin.
@@ -157,30 +185,19 @@ def importance_by_basin(phi_rad: np.ndarray, psi_rad: np.ndarray,
     ``inverse_ess_share`` (the basin's part of sum w^2 / sum w^2: the fraction of N / ESS, the
     overall Kish inefficiency, that its samples cause; the shares sum to 1).
     """
-    lw = np.asarray(log_weights, dtype=np.float64)
     masks = basin_masks(phi_rad, psi_rad)
-    if lw.shape != next(iter(masks.values())).shape:
-        raise ValueError(f"log_weights {lw.shape} and torsions {phi_rad.shape} differ in shape")
-    if np.isnan(lw).any() or (lw == np.inf).any():
-        raise ValueError("log weights must be finite or -inf")
-    if not np.isfinite(lw).any():
-        raise ValueError("no sample has a positive weight")
-    w = np.exp(lw - lw.max())
-    w2_total = float(np.square(w).sum())
-    finite = np.isfinite(lw)
-    median_all = float(np.median(lw[finite]))
+    lw = _checked_log_weights(log_weights, next(iter(masks.values())).shape)
     out: dict[str, dict[str, float]] = {}
     for name, m in masks.items():
-        weighted = lw[m & finite]
+        group = _group_weights(lw, m)
         out[name] = {
             "samples_percent": 100.0 * float(m.mean()),
-            "reweighted_percent": 100.0 * float(w[m].sum() / w.sum()),
+            "reweighted_percent": 100.0 * group.pop("weight_share"),
             # in log space: a basin far below the largest weight does not underflow
-            "kish_efficiency_within": kish_efficiency(lw[m]) if weighted.size else 0.0,
-            "inverse_ess_share": float(np.square(w[m]).sum()) / w2_total,
+            "kish_efficiency_within": (kish_efficiency(lw[m])
+                                       if np.isfinite(lw[m]).any() else 0.0),
+            **group,
         }
-        if weighted.size:
-            out[name]["median_log_weight_offset"] = float(np.median(weighted)) - median_all
     return out
 
 
@@ -195,34 +212,17 @@ def importance_by_phi(phi_rad: np.ndarray, log_weights: np.ndarray,
     weights). Shows whether a basin's samples sit where the target wants them (e.g. flow
     density leaking toward a barrier).
     """
-    lw = np.asarray(log_weights, dtype=np.float64)
     phi = np.degrees(wrap_angle(np.asarray(phi_rad, dtype=np.float64)))
-    if lw.shape != phi.shape or lw.ndim != 1:
-        raise ValueError(f"log_weights {lw.shape} and phi {phi.shape} must be 1-D of one length")
+    lw = _checked_log_weights(log_weights, phi.shape)
     if not np.isfinite(phi).all():
         raise ValueError("phi contains non-finite values")
-    if np.isnan(lw).any() or (lw == np.inf).any() or not np.isfinite(lw).any():
-        raise ValueError("log weights must be finite or -inf, and not all -inf")
     if not 0.0 < bin_deg <= 360.0 or (360.0 / bin_deg) % 1 > 1e-9:
         raise ValueError(f"bin_deg must divide 360, got {bin_deg}")
     n_bins = round(360.0 / bin_deg)
     index = np.minimum(((phi + 180.0) // bin_deg).astype(int), n_bins - 1)
-    finite = np.isfinite(lw)
-    w = np.exp(lw - lw.max())
-    w_sum, w2_sum = float(w.sum()), float(np.square(w).sum())
-    median_all = float(np.median(lw[finite]))
-    out: list[dict[str, Any]] = []
-    for b in range(n_bins):
-        m = index == b
-        if not m.any():
-            continue
-        row = {"phi_deg": [-180.0 + b * bin_deg, -180.0 + (b + 1) * bin_deg],
-               "samples": int(m.sum()), "weight_share": float(w[m].sum()) / w_sum,
-               "inverse_ess_share": float(np.square(w[m]).sum()) / w2_sum}
-        if (m & finite).any():
-            row["median_log_weight_offset"] = float(np.median(lw[m & finite])) - median_all
-        out.append(row)
-    return out
+    return [{"phi_deg": [-180.0 + b * bin_deg, -180.0 + (b + 1) * bin_deg],
+             "samples": int((index == b).sum()), **_group_weights(lw, index == b)}
+            for b in range(n_bins) if (index == b).any()]
 
 
 def compare_ramachandran(phi_md: np.ndarray, psi_md: np.ndarray, phi_flow: np.ndarray,
