@@ -17,6 +17,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(e.g. `torchrun --nproc-per-node 2 -m flowff train ...`). Writes OUT/model.pt.",
     )
     p.add_argument("--data", required=True, type=Path, help="folder made by `flowff data`")
+    p.add_argument("--extra-data", type=Path, action="append", default=None, metavar="DIR",
+                   help="another `flowff data` folder of the same molecule and force field "
+                   "(e.g. MD started in a rare state); its training blocks join the training "
+                   "set (repeat for more)")
+    p.add_argument("--data-shares", type=str, default=None, metavar="S0,S1,...",
+                   help="share of the training draws per folder, --data first, then each "
+                   "--extra-data (e.g. 0.985,0.015); frames are then drawn with replacement")
     p.add_argument("--out", required=True, type=Path, help="run folder")
     p.add_argument("--config", type=Path, default=None,
                    help="JSON training config; command-line options override its entries")
@@ -130,6 +137,10 @@ def config_from_args(args: argparse.Namespace):
         if options:
             model[f"{coordinate}_transform_options"] = options
     base["model"] = model
+    if args.extra_data is not None:
+        base["extra_data_dirs"] = [str(d) for d in args.extra_data]
+    if args.data_shares is not None:
+        base["data_shares"] = [float(v) for v in args.data_shares.split(",") if v.strip()]
     if args.tail_sigma is not None:
         base["tail_sigma"] = [float(v) for v in args.tail_sigma.split(",")]
     if args.init_from is not None:

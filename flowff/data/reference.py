@@ -311,3 +311,25 @@ def split_by_time_blocks(
     val = np.flatnonzero(np.isin(block_id, val_blocks))
     train = np.flatnonzero(~np.isin(block_id, np.concatenate([test_blocks, val_blocks])))
     return train, val, test
+
+
+def check_same_system(first_dir: str | Path, other_dir: str | Path) -> None:
+    """Raise ValueError unless two data folders hold the same molecule (atoms and residues in
+    the same order), force field and temperature, i.e. frames that may train one flow."""
+    records = [json.loads((Path(d) / "config.json").read_text())["config"]
+               for d in (first_dir, other_dir)]
+    for key in ("forcefield", "temperature_K"):
+        if records[0][key] != records[1][key]:
+            raise ValueError(
+                f"{other_dir} was made with {key} {records[1][key]!r}, {first_dir} with "
+                f"{records[0][key]!r}: their frames cannot train one flow"
+            )
+    atoms = [[(a.residue.name, a.name) for a in app.PDBFile(str(Path(d) / "topology.pdb"))
+              .topology.atoms()] for d in (first_dir, other_dir)]
+    if atoms[0] != atoms[1]:
+        where = next((i for i, (a, b) in enumerate(zip(*atoms, strict=False)) if a != b), None)
+        raise ValueError(
+            f"topology mismatch: {other_dir} holds {len(atoms[1])} atoms, {first_dir} "
+            f"{len(atoms[0])}" + ("" if where is None else f"; they differ at atom {where} "
+                                  f"({atoms[1][where]} vs {atoms[0][where]})")
+        )

@@ -24,6 +24,15 @@ class TrainConfig(JsonConfig):
     data_dir: str
     out_dir: str
     model: dict[str, Any] = field(default_factory=dict)
+    #: more data folders of the same molecule, force field and temperature (e.g. MD started
+    #: in a rarely visited state); each is split into time blocks like ``data_dir`` and its
+    #: training frames join the training set; validation stays on ``data_dir``'s frames
+    extra_data_dirs: tuple[str, ...] = ()
+    #: share of the training draws taken from each folder (``data_dir`` first, then
+    #: ``extra_data_dirs``; normalised): many frames of a rare state can then train its shape
+    #: while it keeps its reference population. Frames are drawn with replacement, as many
+    #: per epoch as there are training frames. Empty: every frame once per epoch
+    data_shares: tuple[float, ...] = ()
     w_nll: float = 0.999
     w_kl: float = 0.0
     w_fm: float = 0.001
@@ -88,6 +97,19 @@ class TrainConfig(JsonConfig):
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
         self.split = tuple(self.split)  # JSON gives lists
+        self.extra_data_dirs = tuple(str(d) for d in self.extra_data_dirs)
+        self.data_shares = tuple(float(v) for v in self.data_shares)
+        if self.data_shares:
+            folders = 1 + len(self.extra_data_dirs)
+            if len(self.data_shares) != folders:
+                raise ValueError(
+                    f"data_shares needs one share per data folder ({folders}: data_dir, then "
+                    f"extra_data_dirs), got {len(self.data_shares)}"
+                )
+            if min(self.data_shares) < 0 or sum(self.data_shares) <= 0:
+                raise ValueError(
+                    f"data_shares must be non-negative with a positive sum, got {self.data_shares}"
+                )
         for name in ("fit_ic_bounds", "fit_ic_walls"):
             kinds = tuple(str(kind) for kind in getattr(self, name))
             setattr(self, name, kinds)

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from flowff.data.reference import load_reference_data, split_by_time_blocks
+from flowff.data.reference import check_same_system, load_reference_data, split_by_time_blocks
 from flowff.energy.builder import (
     FlowModelConfig,
     build_energy,
@@ -101,8 +101,24 @@ class Trainer:
                 f"frames ({len(data)} frames cut into blocks of {config.block_ps} ps); "
                 "use a smaller block_ps or more data"
             )
-        self.train_x = torch.as_tensor(data.positions[train], dtype=self.dtype, device=self.device)
-        self.train_f = torch.as_tensor(data.forces[train], dtype=self.dtype, device=self.device)
+        train_x, train_f = [data.positions[train]], [data.forces[train]]
+        for extra_dir in config.extra_data_dirs:  # their validation and test blocks go unused
+            extra = load_reference_data(extra_dir, config.max_frames_per_replica)
+            check_same_system(config.data_dir, extra_dir)
+            extra_train = split_by_time_blocks(extra, config.split, config.block_ps,
+                                               config.split_seed)[0]
+            if len(extra_train) == 0:
+                raise ValueError(f"{extra_dir}: the time-block split left no training frames")
+            train_x.append(extra.positions[extra_train])
+            train_f.append(extra.forces[extra_train])
+        #: training frames per folder (data_dir first), in the order of train_x
+        self.folder_sizes = [len(x) for x in train_x]
+        if config.extra_data_dirs:
+            self.split_sizes["train_by_folder"] = self.folder_sizes
+        self.train_x = torch.as_tensor(np.concatenate(train_x), dtype=self.dtype,
+                                       device=self.device)
+        self.train_f = torch.as_tensor(np.concatenate(train_f), dtype=self.dtype,
+                                       device=self.device)
         val_pick = val[np.linspace(0, len(val) - 1, min(config.val_frames, len(val))).astype(int)]
         self.val_x = torch.as_tensor(data.positions[val_pick], dtype=self.dtype,
                                      device=self.device)
@@ -113,7 +129,7 @@ class Trainer:
         )
         if config.fit_ic_bounds or config.fit_ic_walls:  # fitted to the training frames
             ic = build_energy(model_cfg, topology_pdb=self.topology_pdb).ic  # any intervals do
-            frames = torch.as_tensor(data.positions[train])
+            frames = torch.as_tensor(np.concatenate(train_x))  # every folder's training frames
             fitted: dict[str, Any] = {}
             if config.fit_ic_bounds:  # the flow's per-column intervals
                 fitted.update(fit_ic_bounds(ic, frames, config.fit_ic_bounds,
@@ -343,7 +359,14 @@ class Trainer:
     # -- loop ------------------------------------------------------------------------------
     def _epoch_order(self, epoch: int) -> torch.Tensor:
         gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
-        order = torch.randperm(len(self.train_x), generator=gen)
+        if self.cfg.data_shares:  # each folder's share of the draws, uniform within it
+            shares = torch.tensor(self.cfg.data_shares, dtype=torch.float64)
+            sizes = torch.tensor(self.folder_sizes)
+            per_frame = torch.repeat_interleave(shares / shares.sum() / sizes, sizes)
+            order = torch.multinomial(per_frame, len(self.train_x), replacement=True,
+                                      generator=gen)
+        else:
+            order = torch.randperm(len(self.train_x), generator=gen)
         return order[self.dist.rank::self.dist.world]
 
     def _gather_states(self, state: torch.Tensor) -> list[torch.Tensor]:

@@ -89,3 +89,12 @@ def test_bond_and_angle_transform_options() -> None:
     assert "bond_transform" not in config_from_args(_args()).model
     with pytest.raises(SystemExit):
         _args("--bond-transform", "affine")
+
+
+def test_extra_data_and_shares_options() -> None:
+    cfg = config_from_args(_args("--extra-data", "a", "--extra-data", "b",
+                                 "--data-shares", "0.9,0.05,0.05"))
+    assert cfg.extra_data_dirs == ("a", "b")
+    assert cfg.data_shares == (0.9, 0.05, 0.05)
+    with pytest.raises(ValueError, match="one share per data folder"):
+        config_from_args(_args("--extra-data", "a", "--data-shares", "1"))

@@ -380,3 +380,91 @@ def test_init_from_restarts_only_the_layer_with_a_new_transform_kind(
                                 gaussian.model.flow.layers[index].parameters(), strict=True):
             torch.testing.assert_close(p, q, rtol=0, atol=0, msg=f"layer {index} {name}")
     gaussian.train()
+
+
+def _copy_data(data: Path, out: Path, edit_config=None) -> Path:
+    shutil.copytree(data, out)
+    if edit_config is not None:
+        record = json.loads((out / "config.json").read_text())
+        edit_config(record["config"])
+        (out / "config.json").write_text(json.dumps(record))
+    return out
+
+
+def test_extra_data_folder_joins_the_training_frames(tiny_reference_data, tmp_path) -> None:
+    alone = Trainer(_config(tiny_reference_data, tmp_path / "alone"), progress=False)
+    extra = _copy_data(tiny_reference_data, tmp_path / "extra")
+    both = Trainer(_config(tiny_reference_data, tmp_path / "both",
+                           extra_data_dirs=(str(extra),)), progress=False)
+    n = len(alone.train_x)
+    assert both.folder_sizes == [n, n]
+    torch.testing.assert_close(both.train_x[n:], alone.train_x)  # same split of a copy
+    torch.testing.assert_close(both.train_f[:n], alone.train_f)
+    torch.testing.assert_close(both.val_x, alone.val_x)  # validation stays on data_dir
+    assert both.split_sizes["train_by_folder"] == [n, n]
+    assert "train_by_folder" not in alone.split_sizes  # older runs' checkpoints still match
+    both.train()
+    assert (tmp_path / "both" / "model.pt").exists()
+
+
+def test_data_shares_set_each_folders_share_of_the_draws(tiny_reference_data, tmp_path) -> None:
+    extra = _copy_data(tiny_reference_data, tmp_path / "extra")
+    only_extra = Trainer(_config(tiny_reference_data, tmp_path / "a",
+                                 extra_data_dirs=(str(extra),), data_shares=(0.0, 2.0)),
+                         progress=False)
+    n = only_extra.folder_sizes[0]
+    order = only_extra._epoch_order(0)
+    assert len(order) == 2 * n and bool((order >= n).all())
+    quarter = Trainer(_config(tiny_reference_data, tmp_path / "b",
+                              extra_data_dirs=(str(extra),), data_shares=(3.0, 1.0)),
+                      progress=False)
+    draws = torch.cat([quarter._epoch_order(e) for e in range(200)])
+    assert abs(float((draws >= n).double().mean()) - 0.25) < 0.02
+    torch.testing.assert_close(quarter._epoch_order(3), quarter._epoch_order(3))
+    assert not torch.equal(quarter._epoch_order(3), quarter._epoch_order(4))
+
+
+def test_weighted_draws_resume_exactly(tiny_reference_data, tmp_path) -> None:
+    extra = _copy_data(tiny_reference_data, tmp_path / "extra")
+    kw = dict(extra_data_dirs=(str(extra),), data_shares=(0.7, 0.3))
+    straight = Trainer(_config(tiny_reference_data, tmp_path / "straight", max_steps=6, **kw),
+                       progress=False)
+    straight.train()
+    Trainer(_config(tiny_reference_data, tmp_path / "legs", max_steps=3, **kw),
+            progress=False).train()
+    resumed = Trainer(_config(tiny_reference_data, tmp_path / "legs", max_steps=6, **kw),
+                      progress=False)
+    resumed.train()
+    for a, b in zip(straight.model.parameters(), resumed.model.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda c: c.update(temperature_K=350.0), "temperature_K"),
+    (lambda c: c.update(forcefield=["amber14-all.xml"]), "forcefield"),
+])
+def test_extra_data_of_another_protocol_is_refused(tiny_reference_data, tmp_path, edit,
+                                                   message) -> None:
+    extra = _copy_data(tiny_reference_data, tmp_path / "extra", edit)
+    with pytest.raises(ValueError, match=message):
+        Trainer(_config(tiny_reference_data, tmp_path / "run", extra_data_dirs=(str(extra),)),
+                progress=False)
+
+
+def test_extra_data_of_another_molecule_is_refused(tiny_reference_data, tmp_path) -> None:
+    extra = _copy_data(tiny_reference_data, tmp_path / "extra")
+    pdb = extra / "topology.pdb"
+    lines = pdb.read_text().splitlines(keepends=True)
+    first = next(i for i, line in enumerate(lines) if line.startswith(("ATOM", "HETATM")))
+    lines[first] = lines[first][:12] + " HX " + lines[first][16:]
+    pdb.write_text("".join(lines))
+    with pytest.raises(ValueError, match="topology mismatch.*differ at atom"):
+        Trainer(_config(tiny_reference_data, tmp_path / "run", extra_data_dirs=(str(extra),)),
+                progress=False)
+
+
+def test_data_shares_need_one_share_per_folder(tiny_reference_data, tmp_path) -> None:
+    with pytest.raises(ValueError, match="one share per data folder"):
+        _config(tiny_reference_data, tmp_path, data_shares=(0.5, 0.5))
+    with pytest.raises(ValueError, match="non-negative"):
+        _config(tiny_reference_data, tmp_path, extra_data_dirs=("x",), data_shares=(1.0, -0.1))
