@@ -27,6 +27,7 @@ import openmm.app as app
 import openmm.unit as unit
 from tqdm.auto import tqdm
 
+from flowff.energy.signature import topology_signature
 from flowff.utils.atomic import write_json, write_npz, write_text
 from flowff.utils.locking import exclusive_folder_lock
 
@@ -314,8 +315,9 @@ def split_by_time_blocks(
 
 
 def check_same_system(first_dir: str | Path, other_dir: str | Path) -> None:
-    """Raise ValueError unless two data folders hold the same molecule (atoms and residues in
-    the same order), force field and temperature, i.e. frames that may train one flow."""
+    """Raise ValueError unless two data folders hold the same molecule (the topology signature
+    model files record: elements, atom and residue names in order, bonds), force field and
+    temperature, i.e. frames that may train one flow."""
     records = [json.loads((Path(d) / "config.json").read_text())["config"]
                for d in (first_dir, other_dir)]
     for key in ("forcefield", "temperature_K"):
@@ -324,12 +326,14 @@ def check_same_system(first_dir: str | Path, other_dir: str | Path) -> None:
                 f"{other_dir} was made with {key} {records[1][key]!r}, {first_dir} with "
                 f"{records[0][key]!r}: their frames cannot train one flow"
             )
-    atoms = [[(a.residue.name, a.name) for a in app.PDBFile(str(Path(d) / "topology.pdb"))
-              .topology.atoms()] for d in (first_dir, other_dir)]
-    if atoms[0] != atoms[1]:
+    sigs = [topology_signature(app.PDBFile(str(Path(d) / "topology.pdb")).topology)
+            for d in (first_dir, other_dir)]
+    if sigs[0]["fingerprint"] != sigs[1]["fingerprint"]:
+        atoms = [list(zip(sig["residue_names"], sig["atom_names"], strict=True)) for sig in sigs]
         where = next((i for i, (a, b) in enumerate(zip(*atoms, strict=False)) if a != b), None)
         raise ValueError(
             f"topology mismatch: {other_dir} holds {len(atoms[1])} atoms, {first_dir} "
-            f"{len(atoms[0])}" + ("" if where is None else f"; they differ at atom {where} "
+            f"{len(atoms[0])}" + ("; their elements or bonds differ" if where is None else
+                                  f"; they differ at atom {where} "
                                   f"({atoms[1][where]} vs {atoms[0][where]})")
         )
