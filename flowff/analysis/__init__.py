@@ -9,6 +9,7 @@ from flowff.analysis.metrics import (
     kish_ess,
     log_mean_exp,
     md_frame_metrics,
+    pareto_khat,
     reverse_kl_estimate,
     sample_metrics,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "kish_ess",
     "log_mean_exp",
     "md_frame_metrics",
+    "pareto_khat",
     "ramachandran_histogram",
     "reverse_kl_estimate",
     "sample_metrics",

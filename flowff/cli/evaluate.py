@@ -104,8 +104,9 @@ def summary_table(report: dict[str, Any]) -> str:
          f"{_fmt(s.get('reverse_kl_kT_typical'))} ({s.get('n_high_energy')}); force RMSE "
          f"{_fmt(s.get('force_rmse_kT_per_nm_typical'))}"),
         ("log Z estimate", s["log_z_estimate"]),
-        ("Kish ESS / N (bootstrap s.e.)",
-         f"{_fmt(s['kish_efficiency'])} ({_fmt(s.get('kish_efficiency_bootstrap_se'))})"),
+        ("Kish ESS / N (bootstrap s.e.; tail k-hat)",
+         f"{_fmt(s['kish_efficiency'])} ({_fmt(s.get('kish_efficiency_bootstrap_se'))}; "
+         f"{_fmt(s.get('importance_pareto_khat'))})"),
     ]
     by_ic = s.get("importance_by_internal_coordinate")
     if by_ic and by_ic["columns"]:

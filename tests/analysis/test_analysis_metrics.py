@@ -18,6 +18,7 @@ from flowff.analysis.metrics import (
     log_mean_exp,
     log_sum_exp,
     md_frame_metrics,
+    pareto_khat,
     reverse_kl_estimate,
     sample_metrics,
 )
@@ -84,6 +85,39 @@ def test_kish_bootstrap_error_matches_the_spread_of_independent_estimates() -> N
     assert 0.4 < kish_efficiency_bootstrap(half, n_resamples=50).mean() < 0.6
     with pytest.raises(ValueError, match="at least one"):
         kish_efficiency_bootstrap(np.array([]))
+
+
+@pytest.mark.parametrize("xi", [0.2, 0.5, 0.9])
+def test_pareto_khat_recovers_the_tail_shape_of_generalized_pareto_weights(xi: float) -> None:
+    # Weights drawn from a generalized Pareto distribution have that shape in every upper tail;
+    # the estimate also agrees with SciPy's maximum likelihood fit to the same exceedances.
+    from scipy.stats import genpareto
+
+    w = genpareto.rvs(c=xi, size=20000, random_state=np.random.default_rng(3))
+    k = pareto_khat(np.log(w))
+    assert abs(k - xi) < 0.12
+    m = int(3 * math.sqrt(w.size))
+    top = np.sort(w)[-m - 1:]
+    mle, _, _ = genpareto.fit(top[1:] - top[0], floc=0.0)
+    assert abs(k - mle) < 0.05
+    # Scale invariant, and wasted samples (-inf) are left out.
+    assert pareto_khat(np.log(w) - 700.0) == pytest.approx(k, abs=1e-9)
+    assert pareto_khat(np.append(np.log(w), [-np.inf] * 10)) == pytest.approx(k, abs=1e-9)
+
+
+def test_pareto_khat_separates_light_and_heavy_importance_weights() -> None:
+    # Proposal q = N(0, 1), target p = N(0, s^2): log w = x^2 (1 - 1/s^2) / 2 + c. A wider target
+    # gives unbounded weights with tail shape 1 - 1/s^2 (s^2 = 4: 0.75, past the 0.7 line where
+    # Kish ESS becomes unreliable); a narrower one bounded weights (shape < 0).
+    x = np.random.default_rng(0).normal(size=20000)
+    heavy = pareto_khat(x**2 * (1 - 1 / 4.0) / 2)
+    light = pareto_khat(x**2 * (1 - 1 / 0.5) / 2)
+    assert 0.6 < heavy < 0.9
+    assert light < 0.3
+    assert math.isnan(pareto_khat(np.zeros(100)))  # equal weights: no tail
+    assert math.isnan(pareto_khat(np.arange(20.0)))  # too few weights
+    with pytest.raises(ValueError, match="NaN"):
+        pareto_khat(np.array([0.0, np.nan] * 50))
 
 
 def test_importance_weights_of_exact_target_are_constant() -> None:
@@ -161,6 +195,7 @@ def test_sample_metrics_counts_every_kind_of_bad_sample() -> None:
     assert m["kish_efficiency"] == pytest.approx(0.5)
     lo, hi = m["kish_efficiency_bootstrap_90"]
     assert 0.0 <= lo <= hi <= 1.0 and m["kish_efficiency_bootstrap_se"] > 0
+    assert math.isnan(m["importance_pareto_khat"])  # 3 finite weights: too few for a tail fit
     assert m["log_z_estimate"] == pytest.approx(-1.0 + math.log(3.0 / 4.0))
     assert m["reverse_kl_kT"] == pytest.approx(1.0)
     assert m["fme_kT2_per_nm2"] == 0.0
