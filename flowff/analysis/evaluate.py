@@ -55,9 +55,11 @@ from flowff.data.reference import (
     split_by_time_blocks,
 )
 from flowff.energy.flow_energy import kT_kJ_per_mol
-from flowff.utils.atomic import write_json
+from flowff.utils.atomic import write_json, write_npz
 
 REPORT_FILE = "evaluation.json"
+#: per-sample arrays written with ``save_samples=True`` (see :func:`evaluate_model`)
+SAMPLES_FILE = "flow_samples.npz"
 REPORT_FORMAT = "flowff-evaluation"
 REPORT_FORMAT_VERSION = 1
 FIGURES = {"ramachandran": "ramachandran.png", "energies": "energies.png",
@@ -201,6 +203,7 @@ def evaluate_model(
     make_plots: bool = True,
     progress: bool = True,
     test_description: str = "given test indices",
+    save_samples: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``model`` (eager, with ``reduced_energy``) and write the report and figures.
 
@@ -209,8 +212,12 @@ def evaluate_model(
     ``max_test_frames`` evenly thins the test frames. ``sampler`` defaults to
     :func:`flow_sampler`; it gets a ``torch.Generator`` seeded with ``seed``. ``forcefield``
     defaults to the data's (its config.json). ``make_plots=False`` skips the PNGs.
-    ``test_description`` names how explicit ``test_indices`` were chosen (in the report). Returns
-    the report dict (as written to ``out_dir/evaluation.json``).
+    ``test_description`` names how explicit ``test_indices`` were chosen (in the report).
+    ``save_samples=True`` also writes ``out_dir/flow_samples.npz``: positions (N, n, 3) nm
+    (float32), log_q, u_target_kT, u_flow_kT and log_weight (N,) (-inf: zero weight), phi and
+    psi (N,) radians (NaN for broken samples), so samples from several seeds can be pooled or
+    the heaviest weights inspected. Returns the report dict (as written to
+    ``out_dir/evaluation.json``).
     """
     t0 = time.perf_counter()
     if n_samples < 1:
@@ -357,5 +364,16 @@ def evaluate_model(
         "wall_time_s": time.perf_counter() - t0,
     }
     report = _json_ready(report)
+    if save_samples:
+        phi_all = np.full(n_samples, np.nan)
+        psi_all = np.full(n_samples, np.nan)
+        phi_all[finite_pos], psi_all[finite_pos] = phi_fl, psi_fl
+        log_weight = np.full(n_samples, -np.inf)
+        ok = finite_pos & np.isfinite(log_q) & np.isfinite(u_target_s)
+        log_weight[ok] = importance_log_weights(u_target_s[ok], log_q[ok])
+        write_npz(out / SAMPLES_FILE, positions_nm=x.astype(np.float32), log_q=log_q,
+                  u_target_kT=u_target_s, u_flow_kT=u_flow_s, log_weight=log_weight,
+                  phi_rad=phi_all, psi_rad=psi_all, seed=np.int64(seed))
+        report["samples_file"] = SAMPLES_FILE
     write_json(out / REPORT_FILE, report)
     return report

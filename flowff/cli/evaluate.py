@@ -170,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
         test_frames = {"data": ref, "test_indices": test, "test_description": description}
     report = evaluate_model(
         model, out_dir=args.out, n_samples=args.samples, max_test_frames=args.frames,
-        seed=args.seed, batch_size=args.batch_size, progress=not args.quiet, **test_frames,
+        seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
+        save_samples=args.save_samples, **test_frames,
     )
     if args.test_after_ps is not None:
         print(f"test frames: {description}; {report['data']['n_test_frames_available']} "
@@ -230,6 +231,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "data, e.g. the --max-frames-per-replica of training)")
     parser.add_argument("--batch-size", type=_positive_int, default=1000,
                         help="samples / frames per batch (default 1000)")
+    parser.add_argument("--save-samples", action="store_true",
+                        help="also write flow_samples.npz: the samples' positions (nm), log q, "
+                        "energies (kT), log weights, phi/psi (for pooling seeds or looking at "
+                        "the heaviest weights)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run)
 

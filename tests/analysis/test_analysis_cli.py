@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import flowff.analysis.evaluate as evaluate_module
@@ -56,8 +57,10 @@ def test_cli_end_to_end(tiny_data: Path, stand_in, sampler, tmp_path: Path, monk
     monkeypatch.setattr(evaluate_module, "flow_sampler", sampler)
     out = tmp_path / "eval"
     status = cli.main(["evaluate", "--model", str(model_path), "--data", str(tiny_data),
-                       "--out", str(out), "--samples", "12", "--frames", "1", "--quiet"])
+                       "--out", str(out), "--samples", "12", "--frames", "1", "--quiet",
+                       "--save-samples"])
     assert status == 0
+    assert np.load(out / "flow_samples.npz")["log_weight"].shape == (12,)
     printed = capsys.readouterr().out
     assert "test NLL (kT)" in printed and "Kish ESS / N" in printed
     report = json.loads((out / REPORT_FILE).read_text())

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from flowff.analysis.evaluate import REPORT_FILE, SplitSpec, evaluate_model
+from flowff.analysis.evaluate import REPORT_FILE, SAMPLES_FILE, SplitSpec, evaluate_model
 from flowff.data.reference import load_reference_data
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -89,6 +89,40 @@ def test_evaluate_model_end_to_end(tiny_data: Path, stand_in, sampler, tmp_path:
     assert sum(r["inverse_ess_share"] for r in by_phi) == pytest.approx(1.0)
     assert report["data"]["n_test_frames_used"] == 4
     assert report["data"]["forcefield"] == ["amber99sbildn.xml", "amber99_obc.xml"]
+
+
+def test_saved_samples_reproduce_the_reported_weights(tiny_data: Path, stand_in, sampler,
+                                                     tmp_path: Path) -> None:
+    from flowff.analysis.metrics import kish_ess, pareto_khat
+
+    data = load_reference_data(tiny_data)
+
+    def one_broken(model, n, generator):
+        x, log_q = sampler(model, n, generator)
+        x[2, 1, 0] = float("nan")
+        return x, log_q
+
+    report = evaluate_model(stand_in, data, tmp_path, test_indices=np.arange(6, 10),
+                            n_samples=60, batch_size=60, seed=5, sampler=one_broken,
+                            progress=False, make_plots=False, save_samples=True)
+    assert report["samples_file"] == SAMPLES_FILE
+    saved = np.load(tmp_path / SAMPLES_FILE)
+    assert saved["positions_nm"].shape == (60, data.positions.shape[1], 3)
+    assert saved["positions_nm"].dtype == np.float32 and int(saved["seed"]) == 5
+    for key in ("log_q", "u_target_kT", "u_flow_kT", "log_weight", "phi_rad", "psi_rad"):
+        assert saved[key].shape == (60,), key
+    lw = saved["log_weight"]
+    assert lw[2] == -np.inf and np.isnan(saved["phi_rad"][2])
+    np.testing.assert_allclose(lw[3:], -saved["u_target_kT"][3:] - saved["log_q"][3:])
+    s = report["flow_samples"]
+    assert kish_ess(lw) == pytest.approx(s["ess"], rel=1e-12)
+    assert pareto_khat(lw) == pytest.approx(s["importance_pareto_khat"], rel=1e-12)
+    phi_flow = saved["phi_rad"][np.isfinite(saved["phi_rad"])]
+    assert phi_flow.size == report["ramachandran"]["n_flow"] == 59
+    # without the flag nothing extra is written
+    evaluate_model(stand_in, data, tmp_path / "plain", test_indices=np.arange(6, 10),
+                   n_samples=8, sampler=sampler, progress=False, make_plots=False)
+    assert not (tmp_path / "plain" / SAMPLES_FILE).exists()
 
 
 def test_evaluate_model_from_folder_with_split(tiny_data: Path, stand_in, sampler,
