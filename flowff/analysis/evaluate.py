@@ -288,15 +288,15 @@ def evaluate_model(
     f_target_s = f_target_s / kT
     f_target_s[~finite_pos] = np.nan
     s_metrics = sample_metrics(log_q, x, u_flow_s, f_flow_s, u_target_s, f_target_s)
+    lw = np.full(n_samples, -np.inf)  # broken samples and clashes: zero weight
+    weighted = finite_pos & np.isfinite(log_q) & np.isfinite(u_target_s)
+    lw[weighted] = importance_log_weights(u_target_s[weighted], log_q[weighted])
 
     # -- Ramachandran --------------------------------------------------------------------------
     phi_md, psi_md = backbone_torsions(frames.positions, topology_pdb)
     if finite_pos.any():
         phi_fl, psi_fl = backbone_torsions(x[finite_pos], topology_pdb)
         rama: dict[str, Any] | None = compare_ramachandran(phi_md, psi_md, phi_fl, psi_fl)
-        lw = np.full(n_samples, -np.inf)  # broken samples and clashes: zero weight
-        weighted = finite_pos & np.isfinite(log_q) & np.isfinite(u_target_s)
-        lw[weighted] = importance_log_weights(u_target_s[weighted], log_q[weighted])
         if np.isfinite(lw).any():
             by_basin = importance_by_basin(phi_fl, psi_fl, lw[finite_pos])
             rama["importance_by_basin"] = by_basin
@@ -368,11 +368,8 @@ def evaluate_model(
         phi_all = np.full(n_samples, np.nan)
         psi_all = np.full(n_samples, np.nan)
         phi_all[finite_pos], psi_all[finite_pos] = phi_fl, psi_fl
-        log_weight = np.full(n_samples, -np.inf)
-        ok = finite_pos & np.isfinite(log_q) & np.isfinite(u_target_s)
-        log_weight[ok] = importance_log_weights(u_target_s[ok], log_q[ok])
         write_npz(out / SAMPLES_FILE, positions_nm=x.astype(np.float32), log_q=log_q,
-                  u_target_kT=u_target_s, u_flow_kT=u_flow_s, log_weight=log_weight,
+                  u_target_kT=u_target_s, u_flow_kT=u_flow_s, log_weight=lw,
                   phi_rad=phi_all, psi_rad=psi_all, seed=np.int64(seed))
         report["samples_file"] = SAMPLES_FILE
     write_json(out / REPORT_FILE, report)
