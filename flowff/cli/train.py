@@ -33,6 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--angle-coupling-pairs", type=int, default=None,
                    help="angle-angle coupling pairs after angles | torsions (default 0, the "
                    "paper's architecture; 1 fits angle forces much better, see docs/training.md)")
+    p.add_argument("--rotor-coupling-pairs", type=int, default=None,
+                   help="torsion coupling pairs with halves grouped by central bond, after the "
+                   "alternating ones (default 0; phi and psi then condition each other directly)")
     p.add_argument("--max-concentration", type=float, default=None,
                    help="smooth flows: upper bound of the bump concentration a (default 1000); "
                    "lower values give smoother energies for MD")
@@ -115,6 +118,8 @@ def config_from_args(args: argparse.Namespace):
         model["hidden"] = [int(v) for v in args.hidden.split(",") if v]
     if args.angle_coupling_pairs is not None:
         model["angle_coupling_pairs"] = args.angle_coupling_pairs
+    if args.rotor_coupling_pairs is not None:
+        model["rotor_coupling_pairs"] = args.rotor_coupling_pairs
     if args.hydrogen_torsions is not None:
         model["hydrogen_torsions"] = args.hydrogen_torsions
     if args.max_concentration is not None:

@@ -11,6 +11,12 @@ torsions and A2 | A1, torsions per pair): with angles | torsions alone the angle
 independent given the torsions, which cannot express the correlated angles around one atom
 (see docs/training.md). :func:`load_matching_weights` starts such a model from a trained one
 without them (``flowff train --init-from``).
+
+``rotor_coupling_pairs > 0`` adds torsion couplings after the alternating ones whose halves
+group the torsions by their central bond (:func:`rotor_halves`): torsions about one bond stay
+together and neighbouring backbone bonds (phi's N-CA and psi's CA-C) fall into different
+halves, so these layers model psi given phi and phi given psi directly; in the alternating split
+both sit in one half and are independent given the other half.
 """
 
 from __future__ import annotations
@@ -51,6 +57,8 @@ class FlowModelConfig(JsonConfig):
     hidden: tuple[int, ...] = (64, 64)
     torsion_coupling_pairs: int = 2
     angle_coupling_pairs: int = 0
+    #: torsion couplings with halves grouped by central bond, after the alternating ones
+    rotor_coupling_pairs: int = 0
     #: one (lo, hi) interval for all bonds (nm) / angles (rad), or one per column
     bond_bounds_nm: tuple[Any, ...] = (0.05, 0.3)
     angle_bounds_rad: tuple[Any, ...] = (0.15 * math.pi, math.pi)
@@ -95,7 +103,7 @@ class FlowModelConfig(JsonConfig):
                 raise ValueError(f"{name} must be None or one of {INTERVAL_TRANSFORM_KINDS}, "
                                  f"got {kind!r}")
         self.hidden = tuple(int(h) for h in self.hidden)
-        for name in ("torsion_coupling_pairs", "angle_coupling_pairs"):
+        for name in ("torsion_coupling_pairs", "angle_coupling_pairs", "rotor_coupling_pairs"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         self.bond_bounds_nm = _bounds_tuple(self.bond_bounds_nm)
@@ -134,8 +142,25 @@ def angle_halves(zmatrix: ZMatrix) -> tuple[list[int], list[int]]:
     return sorted(halves[0]), sorted(halves[1])
 
 
+def rotor_halves(zmatrix: ZMatrix) -> tuple[list[int], list[int]]:
+    """Split the torsion columns 0..n-4 (relative to the first torsion) by central bond.
+
+    Torsion row (i, j, k, l) turns about bond j-k. Bonds are taken in the order of their first
+    torsion (chain order for a Z-matrix built along the backbone) and given to the halves in
+    turn, each with all its torsions; neighbouring rotors thus land in different halves.
+    """
+    groups: dict[frozenset[int], list[int]] = {}
+    for column, (_, j, k, _) in enumerate(zmatrix.rows):
+        groups.setdefault(frozenset((j, k)), []).append(column)
+    halves: tuple[list[int], list[int]] = ([], [])
+    for index, members in enumerate(groups.values()):
+        halves[index % 2].extend(members)
+    return sorted(halves[0]), sorted(halves[1])
+
+
 def coupling_schedule(ic: InternalCoordinates, torsion_coupling_pairs: int,
-                      angle_coupling_pairs: int = 0) -> list[tuple[list[int], list[int]]]:
+                      angle_coupling_pairs: int = 0, rotor_coupling_pairs: int = 0
+                      ) -> list[tuple[list[int], list[int]]]:
     """(transformed, conditioning) column lists in the density direction (h -> z)."""
     bonds = list(range(ic.n_bonds))
     angles = list(range(ic.n_bonds, ic.n_bonds + ic.n_angles))
@@ -144,6 +169,11 @@ def coupling_schedule(ic: InternalCoordinates, torsion_coupling_pairs: int,
     sampling: list[tuple[list[int], list[int]]] = []
     for _ in range(torsion_coupling_pairs):
         sampling += [(t1, t2), (t2, t1)]
+    if rotor_coupling_pairs > 0 and len(torsions) > 1:
+        r1, r2 = ([torsions[c] for c in half] for half in rotor_halves(ic.zmatrix))
+        if r1 and r2:
+            for _ in range(rotor_coupling_pairs):
+                sampling += [(r1, r2), (r2, r1)]
     sampling += [(angles, torsions)]
     if angle_coupling_pairs > 0 and ic.n_angles > 1:
         a1, a2 = ([ic.n_bonds + c for c in half] for half in angle_halves(ic.zmatrix))
@@ -188,7 +218,7 @@ def build_flow(cfg: FlowModelConfig, ic: InternalCoordinates) -> Flow:
         CouplingLayer(mask, transformed, conditioning, interval_for(transformed), circular,
                       hidden=cfg.hidden)
         for transformed, conditioning in coupling_schedule(
-            ic, cfg.torsion_coupling_pairs, cfg.angle_coupling_pairs
+            ic, cfg.torsion_coupling_pairs, cfg.angle_coupling_pairs, cfg.rotor_coupling_pairs
         )
     ]
     return Flow(layers, UniformPrior(ic.dim), circular_mask=mask)

@@ -12,6 +12,7 @@ from flowff.energy.builder import (
     columns_with_new_transforms,
     coupling_schedule,
     load_matching_weights,
+    rotor_halves,
 )
 from flowff.ic.zmatrix import ZMatrix
 from flowff.openmm.classical import load_alanine_dipeptide
@@ -51,6 +52,54 @@ def test_schedule_with_angle_couplings() -> None:
     assert grown[3] == (sorted(angles), sorted(torsions))
     with pytest.raises(ValueError, match="angle_coupling_pairs must be >= 0"):
         FlowModelConfig(angle_coupling_pairs=-1)
+
+
+def test_rotor_halves_separate_phi_from_psi_and_keep_rotors_whole() -> None:
+    zmatrix = ZMatrix.alanine_dipeptide()
+    first, second = rotor_halves(zmatrix)
+    n_torsions = zmatrix.n_atoms - 3
+    assert sorted(first + second) == list(range(n_torsions))
+    assert abs(len(first) - len(second)) <= 5
+    phi, psi = zmatrix.phi_index, zmatrix.psi_index
+    assert (phi in first) != (psi in first)
+    # the alternating split puts both in one half: the reason for rotor couplings
+    assert phi % 2 == psi % 2
+    bond_of = {c: frozenset(row[1:3]) for c, row in enumerate(zmatrix.rows)}
+    for column in range(n_torsions):
+        same_bond = [c for c in range(n_torsions) if bond_of[c] == bond_of[column]]
+        assert all((c in first) == (column in first) for c in same_bond)
+    rotors_first = {bond_of[c] for c in first}
+    rotors_second = {bond_of[c] for c in second}
+    assert len(rotors_first) >= 3 and len(rotors_second) >= 3
+
+
+def test_schedule_with_rotor_couplings() -> None:
+    model = build_energy(FlowModelConfig(**SMALL))
+    ic = model.ic
+    plain = coupling_schedule(ic, 1, 1)
+    grown = coupling_schedule(ic, 1, 1, rotor_coupling_pairs=1)
+    assert len(grown) == len(plain) + 2
+    torsions = set(range(ic.n_bonds + ic.n_angles, ic.dim))
+    # density direction: ... angles | torsions, then the two rotor couplings, then T2|T1, T1|T2
+    r2, r1 = grown[-4], grown[-3]
+    assert set(r1[0]) | set(r2[0]) == torsions and not set(r1[0]) & set(r2[0])
+    assert set(r1[1]) == set(r2[0]) and set(r2[1]) == set(r1[0])
+    assert grown[-2:] == plain[-2:] and grown[:-4] == plain[:-2]
+    with pytest.raises(ValueError, match="rotor_coupling_pairs must be >= 0"):
+        FlowModelConfig(rotor_coupling_pairs=-1)
+
+
+def test_growing_by_rotor_couplings_keeps_the_energy(perturb) -> None:
+    source = perturb(build_energy(FlowModelConfig(**SMALL)), seed=6).eval()
+    target = build_energy(FlowModelConfig(**SMALL, rotor_coupling_pairs=1)).eval()
+    assert len(load_matching_weights(target, source.state_dict())) == 2
+    _, positions = load_alanine_dipeptide()
+    x = torch.tensor(positions, dtype=torch.float64).unsqueeze(0).repeat(3, 1, 1)
+    x = x + 0.004 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1),
+                                dtype=torch.float64)
+    n_torsions = 19
+    gap = (source.reduced_energy(x) - target.reduced_energy(x)).abs().max()
+    assert gap < 4 * n_torsions * IDENTITY_DENSITY_TOLERANCE
 
 
 def test_growing_keeps_the_energy_and_forces(perturb) -> None:
