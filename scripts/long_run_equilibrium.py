@@ -44,7 +44,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from flowff.analysis.bonds import HIGH, LOW, bond_lengths, broken_frames
     from flowff.analysis.plots import plot_ramachandran
-    from flowff.analysis.ramachandran import backbone_torsions, compare_ramachandran
+    from flowff.analysis.ramachandran import (
+        backbone_torsions,
+        basin_replica_stderr,
+        compare_ramachandran,
+    )
     from flowff.data.reference import load_reference_data
     from flowff.models import default_model_path
     from flowff.openmm.potential import FlowPotential
@@ -102,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     phi_f, psi_f = backbone_torsions(kept, data.topology_pdb)
     phi_md, psi_md = backbone_torsions(data.positions, data.topology_pdb)
     comparison = compare_ramachandran(phi_md, psi_md, phi_f, psi_f)
+    if R >= 2:  # replicas are independent, frames of one replica are not
+        comparison["basins_flow_replica_stderr_pp"] = basin_replica_stderr(phi_f, psi_f, R)
     total_ns = len(frames[skip:]) * args.save_ps * R / 1000
     # Bond integrity: populations of broken molecules say nothing about the potential's basins.
     reference = data.positions[np.linspace(0, len(data) - 1, min(len(data), 20000)).astype(int)]
@@ -135,11 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     plot_ramachandran(phi_md, psi_md, phi_f, psi_f, args.out / "ramachandran.png",
                       titles=("reference MD (all frames)", "Langevin MD on the flow"))
     pops = comparison
+    stderr = pops.get("basins_flow_replica_stderr_pp", {})
     print(f"{R} replicas x {report['ps_per_replica_kept']:.3g} ps = {total_ns:.2f} ns kept")
     for basin in pops["basins_md_percent"]:
+        error = f" (s.e. {stderr[basin]:.2f} pp over replicas)" if basin in stderr else ""
         print(f"{basin:14s} MD {pops['basins_md_percent'][basin]:6.2f} %   flow MD "
               f"{pops['basins_flow_percent'][basin]:6.2f} %   diff "
-              f"{pops['basins_difference_pp'][basin]:+6.2f} pp")
+              f"{pops['basins_difference_pp'][basin]:+6.2f} pp{error}")
     print(f"Ramachandran KL(MD||flow MD) {pops['kl_md_flow']:.3f}, JS {pops['js']:.3f} nats")
     print(f"broken molecules ({intact['rule']}): {100 * intact['frames_broken_fraction']:.1f} % "
           f"of frames, {intact['replicas_ever_broken']} of {R} replicas at some time")

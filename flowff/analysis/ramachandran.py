@@ -144,6 +144,25 @@ def basin_populations(phi_rad: np.ndarray, psi_rad: np.ndarray) -> dict[str, flo
     return {name: 100.0 * float(m.sum()) / n for name, m in masks.items()}
 
 
+def basin_replica_stderr(phi_rad: np.ndarray, psi_rad: np.ndarray,
+                         n_replicas: int) -> dict[str, float]:
+    """Standard error (percentage points) of each basin's population from R replicas' own
+    populations: std over replicas / sqrt(R).
+
+    ``phi_rad``, ``psi_rad``: (T * R,) time-major (frame t of replica r at t * R + r). Frames of
+    one replica are correlated, replicas independent, so this is the honest error of a batched
+    run's populations (a frame-count binomial error would be far too small).
+    """
+    if n_replicas < 2:
+        raise ValueError(f"need >= 2 replicas for a standard error, got {n_replicas}")
+    masks = basin_masks(phi_rad, psi_rad)
+    size = next(iter(masks.values())).size
+    if size % n_replicas:
+        raise ValueError(f"{size} frames do not split into {n_replicas} replicas")
+    return {name: 100.0 * float(m.reshape(-1, n_replicas).mean(axis=0).std(ddof=1))
+            / float(np.sqrt(n_replicas)) for name, m in masks.items()}
+
+
 def _checked_log_weights(log_weights: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """``log_weights`` as float64 (N,), refused unless of ``shape``, finite or -inf, and not all
     -inf."""

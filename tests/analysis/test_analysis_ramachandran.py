@@ -10,6 +10,7 @@ import pytest
 from flowff.analysis.ramachandran import (
     backbone_torsions,
     basin_populations,
+    basin_replica_stderr,
     compare_ramachandran,
     histogram_divergences,
     importance_by_basin,
@@ -165,3 +166,24 @@ def test_importance_by_phi_by_hand() -> None:
         importance_by_phi(phi, lw[:3])
     with pytest.raises(ValueError, match="phi contains non-finite"):
         importance_by_phi(np.full(6, np.nan), lw)
+
+
+def test_basin_replica_stderr_is_the_spread_of_replica_populations() -> None:
+    # 4 replicas x 10 frames, time-major; replica r spends 2r + 2 of 10 frames in alpha_R
+    # (psi = -40 deg), the rest in C7eq (psi = 160 deg); phi = -80 deg throughout
+    n_frames, n_replicas = 10, 4
+    alpha_frames = np.array([2, 4, 6, 8])
+    psi = np.where(np.arange(n_frames)[:, None] < alpha_frames[None, :], -40.0, 160.0)
+    phi = np.full_like(psi, -80.0)
+    stderr = basin_replica_stderr(np.radians(phi).ravel(), np.radians(psi).ravel(), n_replicas)
+    expected = 100.0 * np.std(alpha_frames / n_frames, ddof=1) / 2.0
+    assert stderr["alpha_R"] == pytest.approx(expected)
+    assert stderr["beta_C7eq"] == pytest.approx(expected)
+    assert stderr["phi_positive"] == 0.0
+    # replica-major order would mix replicas: the result must change
+    wrong = basin_replica_stderr(np.radians(phi).T.ravel(), np.radians(psi).T.ravel(), n_replicas)
+    assert wrong["alpha_R"] != pytest.approx(expected)
+    with pytest.raises(ValueError, match="do not split into 3 replicas"):
+        basin_replica_stderr(np.radians(phi).ravel(), np.radians(psi).ravel(), 3)
+    with pytest.raises(ValueError, match=">= 2 replicas"):
+        basin_replica_stderr(np.radians(phi).ravel(), np.radians(psi).ravel(), 1)

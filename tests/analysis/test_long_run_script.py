@@ -25,6 +25,9 @@ def test_long_run_resumes_and_reports(tiny_reference_data, small_model_file, tmp
     assert report["ps_per_replica_kept"] == 0.006
     assert abs(report["total_ns_kept"] - 1.2e-5) < 1e-12
     assert report["ramachandran"]["n_flow"] == 6
+    stderr = report["ramachandran"]["basins_flow_replica_stderr_pp"]
+    assert set(stderr) == set(report["ramachandran"]["basins_flow_percent"])
+    assert all(v >= 0.0 for v in stderr.values())
     bonds = report["bond_integrity"]
     assert bonds["frames_broken_fraction"] == 0.0 and bonds["replicas_ever_broken"] == 0
     assert 0.09 < bonds["longest_bond_nm"] < 0.2
