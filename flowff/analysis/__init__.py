@@ -10,6 +10,7 @@ from flowff.analysis.metrics import (
     log_mean_exp,
     md_frame_metrics,
     pareto_khat,
+    pooled_kish_efficiency,
     reverse_kl_estimate,
     sample_metrics,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "log_mean_exp",
     "md_frame_metrics",
     "pareto_khat",
+    "pooled_kish_efficiency",
     "ramachandran_histogram",
     "reverse_kl_estimate",
     "sample_metrics",

@@ -204,6 +204,7 @@ def evaluate_model(
     progress: bool = True,
     test_description: str = "given test indices",
     save_samples: bool = False,
+    model_record: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` (eager, with ``reduced_energy``) and write the report and figures.
 
@@ -216,8 +217,9 @@ def evaluate_model(
     ``save_samples=True`` also writes ``out_dir/flow_samples.npz``: positions (N, n, 3) nm
     (float32), log_q, u_target_kT, u_flow_kT and log_weight (N,) (-inf: zero weight), phi and
     psi (N,) radians (NaN for broken samples), so samples from several seeds can be pooled or
-    the heaviest weights inspected. Returns the report dict (as written to
-    ``out_dir/evaluation.json``).
+    the heaviest weights inspected. ``model_record`` (e.g. the model file's path and digest, as
+    ``flowff evaluate`` gives) goes into the report as ``model``. Returns the report dict (as
+    written to ``out_dir/evaluation.json``).
     """
     t0 = time.perf_counter()
     if n_samples < 1:
@@ -335,6 +337,7 @@ def evaluate_model(
         "temperature_K": ref.temperature_K,
         "kT_kJ_per_mol": kT,
         "seed": seed,
+        **({"model": dict(model_record)} if model_record is not None else {}),
         "data": {
             "data_dir": data_dir,
             "topology_pdb": str(topology_pdb),

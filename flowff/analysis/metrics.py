@@ -159,6 +159,36 @@ def kish_efficiency_bootstrap(log_weights: np.ndarray, n_resamples: int = 200,
                      for _ in range(n_resamples)])
 
 
+def pooled_kish_efficiency(flow_sample_reports: list[dict]) -> float:
+    """Kish ESS / N of the weights of several sample sets of one model, pooled.
+
+    ``flow_sample_reports``: the ``flow_samples`` parts of evaluation reports of one model and
+    target (log w = -u/kT - log q share one scale), each with ``n_samples``, ``n_broken``,
+    ``ess`` and ``log_z_estimate`` (log mean weight of its valid samples). Each set's sum of
+    weights is n_valid Z, its sum of squared weights (n_valid Z)^2 / ESS; the pooled Kish ESS is
+    (sum of sums)^2 / (sum of squared sums) over all N. The same as the Kish ESS of the
+    concatenated log weights (``flowff evaluate --save-samples``), without them.
+    """
+    if not flow_sample_reports:
+        raise ValueError("no reports to pool")
+    log_sum_w, log_sum_w2, n_total = [], [], 0
+    for report in flow_sample_reports:
+        n_total += int(report["n_samples"])
+        n_valid = int(report["n_samples"]) - int(report["n_broken"])
+        ess = float(report["ess"])
+        if n_valid == 0 or ess <= 0.0:
+            continue  # every weight zero: adds samples, no weight
+        log_sw = float(np.log(n_valid)) + float(report["log_z_estimate"])
+        if not np.isfinite(log_sw):
+            raise ValueError(f"report with a non-finite log Z: {report['log_z_estimate']}")
+        log_sum_w.append(log_sw)
+        log_sum_w2.append(2.0 * log_sw - float(np.log(ess)))
+    if not log_sum_w:
+        return 0.0
+    return float(np.exp(2.0 * log_sum_exp(np.array(log_sum_w))
+                        - log_sum_exp(np.array(log_sum_w2)))) / n_total
+
+
 def pareto_khat(log_weights: np.ndarray) -> float:
     """Pareto shape k of the largest importance weights: how heavy their tail is (PSIS k-hat).
 

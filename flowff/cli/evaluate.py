@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     """
     from flowff.analysis.evaluate import evaluate_model
     from flowff.data.reference import load_reference_data
-    from flowff.energy.model_file import read_metadata
+    from flowff.energy.model_file import file_digest, read_metadata
 
     model_path = Path(args.model)
     metadata = read_metadata(model_path)
@@ -171,7 +171,9 @@ def run(args: argparse.Namespace) -> int:
     report = evaluate_model(
         model, out_dir=args.out, n_samples=args.samples, max_test_frames=args.frames,
         seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
-        save_samples=args.save_samples, **test_frames,
+        save_samples=args.save_samples,
+        model_record={"path": str(model_path), "sha256_16": file_digest(model_path)},
+        **test_frames,
     )
     if args.test_after_ps is not None:
         print(f"test frames: {description}; {report['data']['n_test_frames_available']} "

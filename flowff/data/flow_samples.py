@@ -22,7 +22,6 @@ Pool chunks are written atomically and each has its own seed: an interrupted run
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import multiprocessing as mp
 import re
@@ -34,6 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from flowff.data.reference import FORMAT_VERSION, ReferenceMDConfig, build_classical_system
+from flowff.energy.model_file import file_digest
 from flowff.utils.atomic import write_json, write_npz, write_text
 
 #: The ``kind`` recorded in config.json of a resampled-samples folder.
@@ -68,10 +68,6 @@ def systematic_resample(weights: np.ndarray, n_out: int, rng: np.random.Generato
         raise ValueError("weights must be a 1-D non-negative array that sums to 1")
     points = (rng.random() + np.arange(n_out)) / n_out
     return np.minimum(np.searchsorted(np.cumsum(w), points, side="right"), len(w) - 1)
-
-
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 _WORKER: dict[str, Any] = {}
@@ -136,7 +132,7 @@ def generate_resampled_flow_data(
     protocol = dataclasses.asdict(ReferenceMDConfig(forcefield=tuple(forcefield),
                                                     temperature_K=temperature))
     origin = {"kind": FLOW_SAMPLES_KIND, "model": str(model_path),
-              "model_sha256_16": _file_digest(model_path), "n_samples": n_samples,
+              "model_sha256_16": file_digest(model_path), "n_samples": n_samples,
               "seed": seed, "chunk_size": chunk_size,
               "weights": "exp(-u_classical/kT) / q_flow, capped at mean * sqrt(N)",
               "resampling": "systematic"}

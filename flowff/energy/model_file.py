@@ -9,6 +9,7 @@ and state dict, to rebuild the eager module with flowff for the PythonForce back
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -87,6 +88,11 @@ def _read_archive(path: str | os.PathLike[str], with_eager: bool):
             f"{MODEL_FORMAT_VERSION}"
         )
     return module, meta, extra
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """First 16 hex digits of the SHA-256 of a file (names a model file in reports)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import flowff.analysis.evaluate as evaluate_module
 import flowff.cli.evaluate as cli
 from flowff.analysis.evaluate import REPORT_FILE, SplitSpec
 from flowff.data.reference import load_reference_data, split_by_time_blocks
-from flowff.energy.model_file import save_model
+from flowff.energy.model_file import file_digest, save_model
 
 
 def test_split_from_metadata_variants() -> None:
@@ -64,6 +64,9 @@ def test_cli_end_to_end(tiny_data: Path, stand_in, sampler, tmp_path: Path, monk
     printed = capsys.readouterr().out
     assert "test NLL (kT)" in printed and "Kish ESS / N" in printed
     report = json.loads((out / REPORT_FILE).read_text())
+    assert report["model"]["path"] == str(model_path)
+    assert report["model"]["sha256_16"] == file_digest(model_path)
+    assert len(report["model"]["sha256_16"]) == 16
     # a flow with internal coordinates also gets the error split, worst coordinates first
     columns = [{"type": "torsions", "atoms": [7, 6, 4, 0], "cartesian_rmse": 15.6},
                {"type": "bonds", "atoms": [1, 4], "cartesian_rmse": 2.0},

@@ -19,6 +19,7 @@ from flowff.analysis.metrics import (
     log_sum_exp,
     md_frame_metrics,
     pareto_khat,
+    pooled_kish_efficiency,
     reverse_kl_estimate,
     sample_metrics,
 )
@@ -217,3 +218,36 @@ def test_sample_metrics_set_clashes_apart_in_the_typical_figures() -> None:
     assert m["reverse_kl_kT_typical"] == pytest.approx(2.5)
     assert m["force_rmse_kT_per_nm_typical"] == pytest.approx(1.0)
     assert m["force_rmse_kT_per_nm"] > 1.0e3
+
+
+def _weights_report(log_q: np.ndarray, u_t: np.ndarray) -> dict:
+    n = log_q.size
+    return sample_metrics(log_q, np.zeros((n, 2, 3)), np.zeros(n), np.zeros((n, 2, 3)), u_t,
+                          np.zeros((n, 2, 3)))
+
+
+def test_pooled_kish_efficiency_equals_that_of_the_concatenated_weights() -> None:
+    rng = np.random.default_rng(7)
+    sets = []
+    for n, spread, offset in ((400, 0.5, 0.0), (300, 1.5, 3.0), (500, 1.0, -200.0)):
+        log_q = rng.normal(0.0, spread, n) + offset  # one flow; the offset moves u as well
+        u_t = -log_q + rng.normal(0.0, spread, n) - offset + 1.0
+        sets.append((log_q, u_t))
+    log_q, u_t = sets[0]
+    log_q[3] = -np.inf  # a broken sample: zero weight, still counted in N
+    u_t[5] = np.inf     # a clash: zero weight
+    reports = [_weights_report(lq, u) for lq, u in sets]
+    every = np.concatenate([np.where(np.isfinite(lq) & np.isfinite(u), -u - lq, -np.inf)
+                            for lq, u in sets])
+    expected = kish_ess(every) / every.size
+    assert pooled_kish_efficiency(reports) == pytest.approx(expected, rel=1e-10)
+    # one set alone is its own efficiency; pooling is not the mean of the efficiencies
+    assert pooled_kish_efficiency(reports[:1]) == pytest.approx(reports[0]["kish_efficiency"])
+    mean = np.mean([r["kish_efficiency"] for r in reports])
+    assert abs(pooled_kish_efficiency(reports) - mean) > 0.01
+    # a set of only broken samples adds to N but not to the weights
+    dead = _weights_report(np.full(100, -np.inf), np.zeros(100))
+    assert pooled_kish_efficiency([*reports, dead]) == pytest.approx(
+        expected * every.size / (every.size + 100), rel=1e-10)
+    with pytest.raises(ValueError, match="no reports"):
+        pooled_kish_efficiency([])
