@@ -31,6 +31,7 @@ from flowff.analysis.force_decomposition import force_error_by_ic_type
 from flowff.analysis.importance import importance_by_internal_coordinate
 from flowff.analysis.metrics import (
     flow_energies_and_forces,
+    importance_at_md_frames,
     importance_log_weights,
     md_frame_metrics,
     model_device,
@@ -290,6 +291,9 @@ def evaluate_model(
     f_target_s = f_target_s / kT
     f_target_s[~finite_pos] = np.nan
     s_metrics = sample_metrics(log_q, x, u_flow_s, f_flow_s, u_target_s, f_target_s)
+    if np.isfinite(s_metrics["log_z_estimate"]) and np.isfinite(u_flow_md).any():
+        md_metrics["importance_at_md_frames"] = importance_at_md_frames(
+            u_target_md, u_flow_md, float(s_metrics["log_z_estimate"]))
     lw = np.full(n_samples, -np.inf)  # broken samples and clashes: zero weight
     weighted = finite_pos & np.isfinite(log_q) & np.isfinite(u_target_s)
     lw[weighted] = importance_log_weights(u_target_s[weighted], log_q[weighted])

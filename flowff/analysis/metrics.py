@@ -233,6 +233,42 @@ def _gpd_shape(x: np.ndarray) -> float:
     return (n * xi_hat + 10 * 0.5) / (n + 10)
 
 
+def importance_at_md_frames(u_target_kT: np.ndarray, u_flow_kT: np.ndarray,
+                            log_z: float) -> dict[str, float | int | dict[str, float]]:
+    """Importance weights w/Z = p/q evaluated at frames x ~ p (equilibrium MD of the target).
+
+    ``u_target_kT``, ``u_flow_kT`` (N,): the target's u/kT and the flow's -log q at the frames;
+    ``log_z``: log Z from flow samples (:func:`sample_metrics`). E_p[w/Z] = integral p^2/q =
+    1 + chi^2(p || q), and 1 / E_p[w/Z] is the Kish ESS / N that flow samples reach as N grows.
+    Flow samples rarely land where q << p, so their ESS misses such holes until one sample hits
+    them (then it collapses); MD frames sit there in proportion to p and show them at once.
+    Returns log E_p[w/Z], ``kish_efficiency_from_md_frames`` = 1 / E_p[w/Z], quantiles of
+    log(w/Z) and the fractions of frames above 10x and 1000x (of Z).
+    """
+    u_t = np.asarray(u_target_kT, dtype=np.float64)
+    u_f = np.asarray(u_flow_kT, dtype=np.float64)
+    if u_t.shape != u_f.shape or u_t.ndim != 1 or u_t.size == 0:
+        raise ValueError(f"need non-empty 1-D energies of one shape, got {u_t.shape}, {u_f.shape}")
+    if not np.isfinite(log_z):
+        raise ValueError(f"log Z must be finite, got {log_z}")
+    ok = np.isfinite(u_t) & np.isfinite(u_f)
+    if not ok.any():
+        raise ValueError("no frame with finite energies")
+    lw = -u_t[ok] + u_f[ok] - float(log_z)
+    log_mean = log_mean_exp(lw)
+    quantiles = np.quantile(lw, [0.5, 0.9, 0.99])
+    return {
+        "n_frames": int(ok.sum()),
+        "log_mean_weight_over_z": log_mean,
+        # clipped to the float range: a model off by > 700 kT somewhere reads as 1e-304
+        "kish_efficiency_from_md_frames": float(np.exp(np.clip(-log_mean, -700.0, 700.0))),
+        "log_weight_over_z_quantiles": {"50": float(quantiles[0]), "90": float(quantiles[1]),
+                                        "99": float(quantiles[2]), "max": float(lw.max())},
+        "frames_weight_above_10x": float((lw > np.log(10.0)).mean()),
+        "frames_weight_above_1000x": float((lw > np.log(1000.0)).mean()),
+    }
+
+
 def reverse_kl_estimate(u_target_kT: np.ndarray, log_q: np.ndarray) -> float:
     """Monte-Carlo estimate of E_q[u_target/kT + log q] (kT) = KL(q || p) - log Z.
 

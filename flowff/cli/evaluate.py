@@ -106,8 +106,13 @@ def summary_table(report: dict[str, Any]) -> str:
         ("log Z estimate", s["log_z_estimate"]),
         ("Kish ESS / N (bootstrap s.e.; tail k-hat)",
          f"{_fmt(s['kish_efficiency'])} ({_fmt(s.get('kish_efficiency_bootstrap_se'))}; "
-         f"{_fmt(s.get('importance_pareto_khat'))})"),
-    ]
+         f"{_fmt(s.get('importance_pareto_khat'))})"),    ]
+    at_md = md.get("importance_at_md_frames")
+    if at_md:
+        rows.append(("  as N grows: 1/E_MD[w/Z] (>10x, >1000x)",
+                     f"{_fmt(at_md['kish_efficiency_from_md_frames'])} "
+                     f"({_fmt(at_md['frames_weight_above_10x'])}, "
+                     f"{_fmt(at_md['frames_weight_above_1000x'])})"))
     by_ic = s.get("importance_by_internal_coordinate")
     if by_ic and by_ic["columns"]:
         rows.append(("  ESS/N if one IC's marginal matched", ", ".join(

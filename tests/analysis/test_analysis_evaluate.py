@@ -63,6 +63,16 @@ def test_evaluate_model_end_to_end(tiny_data: Path, stand_in, sampler, tmp_path:
     flow_f = -(x_test - stand_in.reference).numpy() / stand_in.sigma**2
     fme = ((flow_f - data.forces[test] / kT) ** 2).sum(-1).mean()
     assert md["fme_kT2_per_nm2"] == pytest.approx(fme, rel=1e-6)
+    # the weights at the MD frames use the flow samples' log Z
+    at_md = md["importance_at_md_frames"]
+    u_f_test = stand_in.reduced_energy(x_test).detach().numpy()
+    lw_md = -data.potential_energy[test] / kT + u_f_test
+    log_z = report["flow_samples"]["log_z_estimate"]
+    assert at_md["n_frames"] == 4
+    log_mean = np.log(np.mean(np.exp(lw_md - lw_md.max()))) + lw_md.max() - log_z
+    assert at_md["log_mean_weight_over_z"] == pytest.approx(log_mean, rel=1e-9, abs=1e-9)
+    assert at_md["kish_efficiency_from_md_frames"] == pytest.approx(
+        np.exp(np.clip(-log_mean, -700, 700)), rel=1e-9)
 
     s = report["flow_samples"]
     assert s["n_samples"] == 40

@@ -11,6 +11,7 @@ import torch
 from flowff.analysis.metrics import (
     flow_energies_and_forces,
     force_errors,
+    importance_at_md_frames,
     importance_log_weights,
     kish_efficiency,
     kish_efficiency_bootstrap,
@@ -251,3 +252,35 @@ def test_pooled_kish_efficiency_equals_that_of_the_concatenated_weights() -> Non
         expected * every.size / (every.size + 100), rel=1e-10)
     with pytest.raises(ValueError, match="no reports"):
         pooled_kish_efficiency([])
+
+
+def test_importance_at_md_frames_gives_the_asymptotic_kish_efficiency() -> None:
+    # target p = N(0, 1) (unnormalised: u = x^2/2 + 3), flow q = N(0, s^2):
+    # E_p[p/q] = s^2 / sqrt(2 s^2 - 1), the limit of Kish ESS / N of samples from q
+    s, n = 1.5, 200_000
+    rng = np.random.default_rng(11)
+    x_p = rng.normal(0.0, 1.0, n)
+    log_norm_q = np.log(s * np.sqrt(2 * np.pi))
+    u_t, u_f = x_p ** 2 / 2 + 3.0, x_p ** 2 / (2 * s ** 2) + log_norm_q
+    log_z = -3.0 + 0.5 * np.log(2 * np.pi)  # log of the integral of exp(-u_t)
+    result = importance_at_md_frames(u_t, u_f, log_z)
+    expected = np.sqrt(2 * s ** 2 - 1) / s ** 2
+    assert result["kish_efficiency_from_md_frames"] == pytest.approx(expected, rel=0.01)
+    x_q = rng.normal(0.0, s, n)  # flow samples converge to the same figure
+    lw = -(x_q ** 2 / 2 + 3.0) + x_q ** 2 / (2 * s ** 2) + log_norm_q
+    assert kish_efficiency(lw) == pytest.approx(expected, rel=0.01)
+    assert result["n_frames"] == n and result["frames_weight_above_1000x"] == 0.0
+    # a hole: q far too small on 1 % of the target's mass; few flow samples would show it
+    u_hole = u_f.copy()
+    u_hole[: n // 100] += 10.0
+    holed = importance_at_md_frames(u_t, u_hole, log_z)
+    assert holed["frames_weight_above_1000x"] == pytest.approx(0.01, abs=1e-3)
+    assert holed["kish_efficiency_from_md_frames"] < 0.01
+    assert holed["log_weight_over_z_quantiles"]["max"] > np.log(1000.0)
+    u_nan = u_f.copy()
+    u_nan[0] = np.nan  # non-finite frames are left out
+    assert importance_at_md_frames(u_t, u_nan, log_z)["n_frames"] == n - 1
+    with pytest.raises(ValueError, match="log Z must be finite"):
+        importance_at_md_frames(u_t, u_f, float("nan"))
+    with pytest.raises(ValueError, match="one shape"):
+        importance_at_md_frames(u_t, u_f[:-1], log_z)
