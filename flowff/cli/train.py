@@ -52,6 +52,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.add_argument(f"--ic-{target}-margin", type=float, default=None,
                        help=f"margin of fitted {target} beyond the data's extremes, in standard "
                        f"deviations (default {margin})")
+    p.add_argument("--torsion-min-identity-share", type=float, default=None,
+                   help="smooth flows: floor under each torsion layer's density (identity share "
+                   "c >= this; default 1e-6); e.g. 0.01 keeps importance weights from exploding "
+                   "in the gaps between bumps (docs/training.md)")
     p.add_argument("--bond-max-concentration", type=float, default=None,
                    help="smooth flows: bump concentration bound of the bonds' layer only (use "
                    "~30 with --fit-ic-bounds bonds: narrow intervals make steep bumps stiff)")
@@ -126,6 +130,10 @@ def config_from_args(args: argparse.Namespace):
         options = dict(model.get("transform_options", {}))
         options["max_concentration"] = args.max_concentration
         model["transform_options"] = options
+    if args.torsion_min_identity_share is not None:
+        options = dict(model.get("torsion_transform_options", {}))
+        options["min_identity_share"] = args.torsion_min_identity_share
+        model["torsion_transform_options"] = options
     if args.bond_max_concentration is not None:
         options = dict(model.get("bond_transform_options", {}))
         options["max_concentration"] = args.bond_max_concentration

@@ -80,6 +80,10 @@ class FlowModelConfig(JsonConfig):
     angle_transform: str | None = None
     #: options of the angles' layers only (like ``bond_transform_options``)
     angle_transform_options: dict[str, Any] = field(default_factory=dict)
+    #: options of the torsions' (circular) transforms only, over ``transform_options`` (e.g.
+    #: ``{"min_identity_share": 0.01}``: a floor under each torsion layer's density, against
+    #: the near-empty gaps between bumps that make importance weights explode)
+    torsion_transform_options: dict[str, Any] = field(default_factory=dict)
     #: where the wall on the internal coordinates starts, ``{"bond_nm": ..., "angle_rad": ...}``
     #: (one (lo, hi) pair per type or one per column); None: at the intervals' ends
     ic_wall_bounds: dict[str, Any] | None = None
@@ -122,7 +126,8 @@ def _circular_transform(cfg: FlowModelConfig) -> torch.nn.Module:
     """The torsions' transform: the flow's kind and options."""
     size_key = "num_components" if cfg.transform == "smooth" else "num_bins"
     return make_transform(cfg.transform, circular=True,
-                          **{size_key: cfg.num_components, **cfg.transform_options})
+                          **{size_key: cfg.num_components, **cfg.transform_options,
+                             **cfg.torsion_transform_options})
 
 
 def angle_halves(zmatrix: ZMatrix) -> tuple[list[int], list[int]]:

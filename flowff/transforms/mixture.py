@@ -70,6 +70,11 @@ class SmoothMixtureTransform(ElementwiseTransform):
         max_concentration: upper bound of the bump concentration a (support width >= 1/a, in
             units of the normalised coordinate); a smoothness knob: lower values forbid the very
             steep steps that a 1-2 fs MD step cannot resolve. At most A_MAX.
+        min_identity_share: lower bound of the identity share c (default C_MIN), in
+            [C_MIN, 0.5). Bumps have compact support, so between them f' = c: with c ~ 1e-6 a
+            coordinate's density can fall by e^-14 per layer in a gap the data rarely visit, and
+            importance weights there explode. A floor such as 0.01 bounds that (a defensive
+            mixture with the identity).
 
     Shapes: ``forward(x (..., d), params (..., d, num_params))`` returns
     ``(y (..., d), log|dy/dx| (..., d))``.
@@ -82,6 +87,7 @@ class SmoothMixtureTransform(ElementwiseTransform):
         beta: int = 1,
         circular: bool = False,
         max_concentration: float = A_MAX,
+        min_identity_share: float = C_MIN,
     ) -> None:
         if num_components < 1:
             raise ValueError(f"num_components must be >= 1, got {num_components}")
@@ -89,13 +95,17 @@ class SmoothMixtureTransform(ElementwiseTransform):
             raise ValueError(
                 f"max_concentration must be in (1, {A_MAX:g}], got {max_concentration}"
             )
+        if not C_MIN <= min_identity_share < 0.5:
+            raise ValueError(
+                f"min_identity_share must be in [{C_MIN:g}, 0.5), got {min_identity_share}"
+            )
         check_beta(beta)
         num_params = 4 * num_components + 1 + (1 if circular else 0)
         super().__init__(num_params, circular, has_analytic_inverse=False)
         self.num_components = num_components
         self.beta = beta
         # Module attributes (not globals) so that TorchScript sees them.
-        self.c_min = C_MIN
+        self.c_min = float(min_identity_share)
         self.max_concentration = float(max_concentration)
         self.log_a_max = math.log(max_concentration)
         self.alpha_min = ALPHA_MIN
@@ -129,7 +139,8 @@ class SmoothMixtureTransform(ElementwiseTransform):
             ``(weights, a, b, alpha, c, one_minus_c)``: the first four of shape (..., d, K)
             (weights sum to 1, a in [1, max_concentration], b in [0, 1],
             alpha in [ALPHA_MIN, ALPHA_MAX]),
-            the last two of shape (..., d, 1) (c in [C_MIN, 1], computed without cancellation).
+            the last two of shape (..., d, 1) (c in [min_identity_share, 1], computed without
+            cancellation).
         """
         k = self.num_components
         weights = torch.softmax(params[..., 0:k], dim=-1)
@@ -330,7 +341,8 @@ class SmoothMixtureTransform(ElementwiseTransform):
                 _logit((alpha_value - ALPHA_MIN) / (ALPHA_MAX - ALPHA_MIN)),
                 dtype=torch.float64,
             ),
-            torch.tensor([_logit((c_value - C_MIN) / (1.0 - C_MIN))], dtype=torch.float64),
+            torch.tensor([_logit((c_value - self.c_min) / (1.0 - self.c_min))],
+                         dtype=torch.float64),
         ]
         if self.circular:
             pieces.append(torch.zeros(1, dtype=torch.float64))
@@ -339,5 +351,5 @@ class SmoothMixtureTransform(ElementwiseTransform):
     def extra_repr(self) -> str:
         return (
             f"num_components={self.num_components}, beta={self.beta}, circular={self.circular}, "
-            f"max_concentration={self.max_concentration:g}"
+            f"max_concentration={self.max_concentration:g}, min_identity_share={self.c_min:g}"
         )

@@ -31,6 +31,14 @@ def test_smoothness_tail_and_init_options() -> None:
     assert cfg.init_from == "m.pt"
 
 
+def test_torsion_floor_and_rotor_options() -> None:
+    cfg = config_from_args(_args("--torsion-min-identity-share", "0.01",
+                                 "--rotor-coupling-pairs", "1"))
+    assert cfg.model["torsion_transform_options"] == {"min_identity_share": 0.01}
+    assert cfg.model["rotor_coupling_pairs"] == 1
+    assert "transform_options" not in cfg.model
+
+
 def test_split_seed_option() -> None:
     assert config_from_args(_args("--seed", "7")).split_seed == 0
     assert config_from_args(_args("--seed", "7", "--split-seed", "3")).split_seed == 3

@@ -211,3 +211,27 @@ def test_a_new_bond_transform_restarts_the_bond_layer_only(perturb) -> None:
     for index in range(1, len(target.flow.layers)):
         torch.testing.assert_close(target.flow.layers[index].conditioner.state_dict(),
                                    source.flow.layers[index].conditioner.state_dict())
+
+
+def test_torsion_transform_options_floor_the_torsions_only(tmp_path) -> None:
+    from flowff.energy.builder import load_energy_and_config, save_energy_model
+    from flowff.openmm.classical import alanine_dipeptide_pdb_path
+    from flowff.transforms.mixture import C_MIN
+
+    def floors(model) -> dict[bool, set[float]]:
+        found: dict[bool, set[float]] = {False: set(), True: set()}
+        for layer in model.flow.layers:
+            for group in layer.groups:
+                if hasattr(group.transform, "c_min"):
+                    found[group.circular].add(group.transform.c_min)
+        return found
+
+    cfg = FlowModelConfig(**SMALL, angle_coupling_pairs=1,
+                          torsion_transform_options={"min_identity_share": 0.01})
+    model = build_energy(cfg)
+    assert floors(model) == {True: {0.01}, False: {C_MIN}}  # angles keep the default
+    with alanine_dipeptide_pdb_path() as pdb:
+        path = save_energy_model(model, cfg, pdb, tmp_path / "model.pt")
+    loaded, loaded_cfg = load_energy_and_config(path)
+    assert loaded_cfg.torsion_transform_options == {"min_identity_share": 0.01}
+    assert floors(loaded) == {True: {0.01}, False: {C_MIN}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import types
 
 import pytest
@@ -95,3 +96,32 @@ def test_full_gradcheck_and_gradgradcheck(circular: bool) -> None:
     params.requires_grad_(True)
     assert torch.autograd.gradcheck(transform, (x, params))
     assert torch.autograd.gradgradcheck(transform, (x, params))
+
+
+@pytest.mark.parametrize("circular", [False, True])
+def test_min_identity_share_floors_the_density(circular: bool) -> None:
+    floor = 0.02
+    transform = SmoothMixtureTransform(4, beta=1, circular=circular, min_identity_share=floor)
+    x = torch.linspace(-0.2, 1.2, 141, dtype=torch.float64).unsqueeze(-1)
+    params = torch.zeros(141, 1, transform.num_params, dtype=torch.float64)
+    params[..., 4 * 4] = -60.0  # c logit far down: c at its floor, bumps narrow and apart
+    params[..., 4:8] = 60.0
+    _, log_derivative = transform(x, params)
+    assert float(log_derivative.min()) >= math.log(floor) - 1e-12
+    assert float(log_derivative.min()) < math.log(floor) + 1e-6  # reached between the bumps
+    default = SmoothMixtureTransform(4, beta=1, circular=circular)
+    _, log_default = default(x, params)
+    assert float(log_default.min()) < math.log(1e-5)  # without the floor: a near-empty gap
+    identity = transform.identity_params(torch.float64).expand(141, 1, -1)
+    y, _ = transform(x, identity)
+    inside = (x >= 0) & (x <= 1)
+    assert float((y - x)[inside].abs().max()) < 0.05
+    assert f"min_identity_share={floor:g}" in repr(transform)
+    x1 = torch.tensor([0.31], dtype=torch.float64, requires_grad=True)
+    p1 = torch.randn(1, transform.num_params, generator=torch.Generator().manual_seed(35),
+                     dtype=torch.float64).requires_grad_(True)
+    assert torch.autograd.gradcheck(transform, (x1, p1))
+    assert torch.autograd.gradgradcheck(transform, (x1, p1))
+    for bad in (0.0, 1e-7, 0.5, 0.9):
+        with pytest.raises(ValueError, match="min_identity_share"):
+            SmoothMixtureTransform(4, min_identity_share=bad)
