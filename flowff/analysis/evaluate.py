@@ -291,7 +291,9 @@ def evaluate_model(
     f_target_s = f_target_s / kT
     f_target_s[~finite_pos] = np.nan
     s_metrics = sample_metrics(log_q, x, u_flow_s, f_flow_s, u_target_s, f_target_s)
-    if np.isfinite(s_metrics["log_z_estimate"]) and np.isfinite(u_flow_md).any():
+    # (the frames' energies are the data's force field: only comparable with the same target)
+    same_target = ff == _forcefield_of(ref)
+    if same_target and np.isfinite(s_metrics["log_z_estimate"]) and np.isfinite(u_flow_md).any():
         md_metrics["importance_at_md_frames"] = importance_at_md_frames(
             u_target_md, u_flow_md, float(s_metrics["log_z_estimate"]))
     lw = np.full(n_samples, -np.inf)  # broken samples and clashes: zero weight
