@@ -264,7 +264,8 @@ def evaluate_model(
     kT = kT_kJ_per_mol(ref.temperature_K)
     topology_pdb = Path(ref.topology_pdb)
     n_atoms = ref.positions.shape[1]
-    ff = tuple(forcefield) if forcefield is not None else _forcefield_of(ref)
+    data_ff = _forcefield_of(ref)
+    ff = tuple(forcefield) if forcefield is not None else data_ff
 
     # -- MD test frames ----------------------------------------------------------------------
     md_metrics, u_flow_md, f_flow_md = md_frame_metrics(
@@ -292,8 +293,7 @@ def evaluate_model(
     f_target_s[~finite_pos] = np.nan
     s_metrics = sample_metrics(log_q, x, u_flow_s, f_flow_s, u_target_s, f_target_s)
     # (the frames' energies are the data's force field: only comparable with the same target)
-    same_target = ff == _forcefield_of(ref)
-    if same_target and np.isfinite(s_metrics["log_z_estimate"]) and np.isfinite(u_flow_md).any():
+    if ff == data_ff and np.isfinite(s_metrics["log_z_estimate"]) and np.isfinite(u_flow_md).any():
         md_metrics["importance_at_md_frames"] = importance_at_md_frames(
             u_target_md, u_flow_md, float(s_metrics["log_z_estimate"]))
     lw = np.full(n_samples, -np.inf)  # broken samples and clashes: zero weight

@@ -106,7 +106,8 @@ def summary_table(report: dict[str, Any]) -> str:
         ("log Z estimate", s["log_z_estimate"]),
         ("Kish ESS / N (bootstrap s.e.; tail k-hat)",
          f"{_fmt(s['kish_efficiency'])} ({_fmt(s.get('kish_efficiency_bootstrap_se'))}; "
-         f"{_fmt(s.get('importance_pareto_khat'))})"),    ]
+         f"{_fmt(s.get('importance_pareto_khat'))})"),
+    ]
     at_md = md.get("importance_at_md_frames")
     if at_md:
         rows.append(("  as N grows: 1/E_MD[w/Z] (>10x, >1000x)",
